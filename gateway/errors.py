@@ -1,0 +1,151 @@
+"""Every error the gateway answers on the wire, one class per error code and status.
+
+A refusal is an exception carrying the status, the OAuth ``error`` code, a description
+that says which rule refused and why, and the stable ``rule`` id that goes into the audit
+event.  The bodies follow RFC 7591 §3.2.2: ``{"error", "error_description"}`` as
+``application/json`` with ``Cache-Control: no-store``.  Nothing here knows about aiohttp,
+so the pure policy engine can name errors too; :func:`gateway.proxy.error_response` renders them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import ClassVar
+
+NO_STORE_HEADERS: Mapping[str, str] = {
+    "Content-Type": "application/json",
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+}
+
+
+class OAuthError(Exception):
+    """Base of every wire error; subclasses fix ``status`` and ``error``."""
+
+    status: ClassVar[int] = 400
+    error: ClassVar[str] = "invalid_request"
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        rule: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.description = description
+        self.rule = rule
+        self.extra_headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> bytes:
+        return json.dumps(
+            {"error": self.error, "error_description": self.description},
+            ensure_ascii=False,
+        ).encode()
+
+    def headers(self) -> dict[str, str]:
+        return {**NO_STORE_HEADERS, **self.extra_headers}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.rule!r}, {self.description!r})"
+
+
+class InvalidRedirectURI(OAuthError):
+    """A redirect URI is malformed or not allowed by policy (RFC 7591 §3.2.2)."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadata(OAuthError):
+    """Other metadata is invalid or refused; also a body that is not a JSON object
+    with well-typed fields (RFC 7591 §3.2.2)."""
+
+    error = "invalid_client_metadata"
+
+
+class InvalidSoftwareStatement(OAuthError):
+    """The software statement is not a valid JWT (RFC 7591 §3.2.2)."""
+
+    error = "invalid_software_statement"
+
+
+class UnapprovedSoftwareStatement(OAuthError):
+    """The software statement is valid but not approved (RFC 7591 §3.2.2)."""
+
+    error = "unapproved_software_statement"
+
+
+class AccessDenied(OAuthError):
+    """Registration is refused outright by policy; wording of RFC 6749 §4.1.2.1."""
+
+    status = 403
+    error = "access_denied"
+
+
+class InvalidToken(OAuthError):
+    """A bearer token is missing, unknown, expired or used up (RFC 6750 §3.1)."""
+
+    status = 401
+    error = "invalid_token"
+
+    def __init__(self, description: str, *, rule: str) -> None:
+        super().__init__(
+            description,
+            rule=rule,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+
+class RateLimited(OAuthError):
+    """Too many requests (RFC 6585 §4); ``Retry-After`` in whole seconds."""
+
+    status = 429
+    error = "rate_limited"
+
+    def __init__(self, description: str, *, rule: str, retry_after: int) -> None:
+        super().__init__(description, rule=rule, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class InvalidRequest(OAuthError):
+    """A request the gateway cannot read (RFC 6749 §5.2 ``invalid_request``)."""
+
+
+class PayloadTooLarge(OAuthError):
+    """The body is larger than ``limits.max_body_bytes`` (RFC 9110 §15.5.14)."""
+
+    status = 413
+
+
+class UnsupportedMediaType(OAuthError):
+    """Not ``application/json``, or a content coding (RFC 9110 §15.5.16)."""
+
+    status = 415
+
+
+class MethodNotAllowed(OAuthError):
+    """Only POST registers a client (RFC 7591 §3.1; RFC 9110 §15.5.6)."""
+
+    status = 405
+
+    def __init__(self, description: str, *, rule: str, allow: str) -> None:
+        super().__init__(description, rule=rule, headers={"Allow": allow})
+
+
+class TemporarilyUnavailable(OAuthError):
+    """Storage is unreachable and the gateway fails closed (RFC 6749 §4.1.2.1)."""
+
+    status = 503
+    error = "temporarily_unavailable"
+
+
+class BadGateway(TemporarilyUnavailable):
+    """The upstream could not be reached or answered something unusable."""
+
+    status = 502
+
+
+class GatewayTimeout(TemporarilyUnavailable):
+    """The upstream did not answer within ``upstream.timeout``."""
+
+    status = 504

@@ -1,0 +1,194 @@
+"""Which headers cross the proxy, and who the client is.
+
+Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection and are dropped in both
+directions, together with any header the ``Connection`` header names.  Forwarding headers
+(``X-Forwarded-*``, ``Forwarded`` of RFC 7239) are believed only from peers listed in
+``trusted_proxies``; from anyone else they are removed, because otherwise a client could
+choose its own rate-limit key or make the upstream build URLs for a host of its choosing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Iterable
+
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway.settings import IPNetwork
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+#: Request headers removed whoever sent them: they could change the method the upstream
+#: runs (``X-HTTP-Method-Override`` turns a POST into anything) or are replaced by ours.
+_STRIPPED_REQUEST = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-request-id",
+}
+_FORWARDING = frozenset(
+    {
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-real-ip",
+    }
+)
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+    tokens: set[str] = set()
+    for value in headers.getall("Connection", ()):
+        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def request_id(headers: CIMultiDictProxy[str]) -> str:
+    """The caller's ``X-Request-ID`` when it is a sane token, else a fresh one."""
+    given = headers.get("X-Request-ID")
+    if given is not None and _REQUEST_ID_RE.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+class TrustedProxies:
+    """Decides which peers' forwarding headers are believed."""
+
+    def __init__(self, networks: Iterable[IPNetwork]) -> None:
+        self.networks = tuple(networks)
+
+    def trusts(self, address: str | None) -> bool:
+        if not self.networks or not address:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d
+        return any(ip in net for net in self.networks)
+
+    def client_ip(self, peer: str | None, headers: CIMultiDictProxy[str]) -> str | None:
+        """The socket peer, or, behind trusted proxies, the rightmost untrusted
+        ``X-Forwarded-For`` address (everything left of it could be forged)."""
+        if not self.trusts(peer):
+            return peer
+        chain = _forwarded_for_chain(headers)
+        for address in reversed(chain):
+            if address is None:
+                # A trusted proxy wrote something unreadable ("unix:", "unknown"): what
+                # stands left of it cannot be vouched for, so the proxy itself is the client.
+                return peer
+            if not self.trusts(address):
+                return address
+        return next((a for a in chain if a is not None), peer)
+
+
+def _forwarded_for_chain(headers: CIMultiDictProxy[str]) -> list[str | None]:
+    chain: list[str | None] = []
+    for value in headers.getall("X-Forwarded-For", ()):
+        for part in value.split(","):
+            if part.strip():
+                chain.append(_clean_address(part))
+    return chain
+
+
+def _clean_address(text: str) -> str | None:
+    text = text.strip().strip('"')
+    if text.startswith("["):  # "[2001:db8::1]:4711"
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:  # "192.0.2.1:4711"
+        text = text.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+_TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _forwarded_value(value: str) -> str:
+    """A token as is, anything else (``host:port``) as a quoted-string (RFC 7239 §4)."""
+    return value if _TOKEN_RE.match(value) else '"' + value.replace('"', "") + '"'
+
+
+def _forwarded_node(address: str | None) -> str:
+    if address is None:
+        return "unknown"
+    return f'"[{address}]"' if ":" in address else address
+
+
+def upstream_request_headers(
+    incoming: CIMultiDictProxy[str],
+    *,
+    peer: str | None,
+    trusted: bool,
+    public_url: URL,
+    request_id: str,
+    preserve_host: bool,
+) -> CIMultiDict[str]:
+    """The headers sent upstream for one request.
+
+    ``X-Forwarded-For`` is appended to only when the peer is trusted; ``X-Forwarded-Host``
+    and ``-Proto`` come from a trusted peer or else from ``public_url``, never from the
+    client's ``Host``, so the upstream builds every URL it publishes for the gateway.
+    """
+    drop = _STRIPPED_REQUEST | _connection_tokens(incoming)
+    if not trusted:
+        drop = drop | _FORWARDING
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    if preserve_host and "Host" in incoming:
+        out["Host"] = incoming["Host"]
+
+    prior_xff = ", ".join(incoming.getall("X-Forwarded-For", ())) if trusted else None
+    peer_text = peer or "unknown"
+    out["X-Forwarded-For"] = f"{prior_xff}, {peer_text}" if prior_xff else peer_text
+    if not (trusted and "X-Forwarded-Proto" in incoming):
+        out["X-Forwarded-Proto"] = public_url.scheme
+    if not (trusted and "X-Forwarded-Host" in incoming):
+        out["X-Forwarded-Host"] = public_url.raw_authority
+    if not (trusted and "X-Forwarded-Port" in incoming):
+        out["X-Forwarded-Port"] = str(public_url.port)
+    element = (
+        f"for={_forwarded_node(peer)};host={_forwarded_value(public_url.raw_authority)};"
+        f"proto={public_url.scheme}"
+    )
+    prior_fwd = ", ".join(incoming.getall("Forwarded", ())) if trusted else None
+    out["Forwarded"] = f"{prior_fwd}, {element}" if prior_fwd else element
+    out["X-Request-ID"] = request_id
+    return out
+
+
+def downstream_response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The upstream's response headers minus hop-by-hop ones; repeated headers such as
+    ``Set-Cookie`` are kept one by one, in order."""
+    drop = HOP_BY_HOP | {"content-length"} | _connection_tokens(incoming)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    return out

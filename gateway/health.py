@@ -1,0 +1,72 @@
+"""The gateway's own endpoints, under ``/-/``, a prefix no authorization server uses.
+
+``/-/healthz`` says the process is serving (liveness); ``/-/readyz`` says the upstream
+and the storage can be reached (readiness), so an orchestrator only routes traffic to a
+replica that can actually register clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.errors import OAuthError
+from gateway.runtime import GATEWAY
+
+_READY_CACHE_SECONDS = 1.0
+_CHECK_TIMEOUT = 2.0
+
+
+def _json(status: int, body: dict[str, object]) -> web.Response:
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json(200, {"status": "ok"})
+
+
+async def _check_upstream(request: web.Request) -> str:
+    gateway = request.app[GATEWAY]
+    url = gateway.upstream.url_for(request.rel_url.with_path("/").with_query(None))
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT):
+            async with gateway.upstream.send("HEAD", url, CIMultiDict()) as response:
+                return f"ok ({response.status})" if response.status < 500 else "error"
+    except (OAuthError, TimeoutError):
+        return "unreachable"
+
+
+async def _check_storage(request: web.Request) -> str:
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT):
+            await request.app[GATEWAY].storage.ping()
+    except Exception:  # any driver error means "not ready"
+        return "unreachable"
+    return "ok"
+
+
+_cache: dict[int, tuple[float, int, dict[str, object]]] = {}
+
+
+async def readyz(request: web.Request) -> web.Response:
+    key = id(request.app)
+    cached = _cache.get(key)
+    now = time.monotonic()
+    if cached and now - cached[0] < _READY_CACHE_SECONDS:
+        return _json(cached[1], cached[2])
+    upstream, storage = await asyncio.gather(_check_upstream(request), _check_storage(request))
+    ready = upstream.startswith("ok") and storage == "ok"
+    body: dict[str, object] = {
+        "status": "ready" if ready else "not_ready",
+        "checks": {"upstream": upstream, "storage": storage},
+    }
+    status = 200 if ready else 503
+    _cache[key] = (now, status, body)
+    return _json(status, body)
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return _json(404, {"error": "not_found", "error_description": "no such gateway endpoint"})

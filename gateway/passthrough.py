@@ -1,0 +1,49 @@
+"""The transparent half of the gateway: every request that is not a registration."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.audit import log
+from gateway.errors import BadGateway, InvalidRequest, OAuthError
+from gateway.forwarding import request_id, upstream_request_headers
+from gateway.proxy import error_response, relay_response
+from gateway.runtime import Gateway
+
+RULE_TARGET = "request.target"
+
+
+async def pass_through(request: web.Request, gateway: Gateway) -> web.StreamResponse:
+    """Stream the request to the upstream and its answer back, untouched but for
+    hop-by-hop and forwarding headers (RFC 9110 §7.6)."""
+    rid = request_id(request.headers)
+    if not request.rel_url.raw_path.startswith("/"):
+        return error_response(
+            InvalidRequest("the request target must be an absolute path", rule=RULE_TARGET), rid
+        )
+    headers = upstream_request_headers(
+        request.headers,
+        peer=request.remote,
+        trusted=gateway.trusted.trusts(request.remote),
+        public_url=gateway.settings.public_url,
+        request_id=rid,
+        preserve_host=gateway.settings.upstream.preserve_host,
+    )
+    data = None
+    if request.body_exists:
+        data = request.content
+        if request.content_length is not None:
+            headers["Content-Length"] = str(request.content_length)
+    upstream = gateway.upstream
+    try:
+        async with upstream.send(
+            request.method, upstream.url_for(request.rel_url), headers, data
+        ) as answer:
+            return await relay_response(request, answer, rid)
+    except OAuthError as error:
+        return error_response(error, rid)
+    except Exception:
+        log().exception("pass_through_failed", request_id=rid, path=request.rel_url.raw_path)
+        return error_response(
+            BadGateway("the gateway could not complete the request", rule="internal.error"), rid
+        )

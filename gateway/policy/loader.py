@@ -1,0 +1,293 @@
+"""Policy file (version 1) -> :class:`~gateway.policy.model.Policy`, every error collected.
+
+Unknown keys are errors (a misspelt ``blok:`` must not silently allow everything), each
+problem carries its key path and ``file:line``, and every key has a default documented in
+``docs/policy.md``.  The defaults are the safe ones: approved applications only (the
+managed list), confidential or public clients with the authorization-code grant, no
+implicit or password grant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gateway.policy.managed import build_index, load_managed
+from gateway.policy.model import (
+    ClientPolicy,
+    ManagedClient,
+    Mode,
+    NameGlob,
+    OnExcess,
+    OnMismatch,
+    Policy,
+    RedirectPolicy,
+    ScopePolicy,
+)
+from gateway.policy.names import compile_name_glob
+from gateway.policy.patterns import LoopbackMode, PatternError, PatternSet, compile_pattern
+from gateway.validate import Reader, as_choice, as_int, as_nonempty_str
+from gateway.yamlsource import ConfigError, Document, KeyPath, Problem, load_file
+
+AUTH_METHODS = frozenset(
+    {
+        "none",
+        "client_secret_basic",
+        "client_secret_post",
+        "client_secret_jwt",
+        "private_key_jwt",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
+    }
+)
+GRANT_TYPES = frozenset(
+    {
+        "authorization_code",
+        "implicit",
+        "password",
+        "client_credentials",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "urn:ietf:params:oauth:grant-type:saml2-bearer",
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    }
+)
+RESPONSE_TYPE_PARTS = frozenset({"code", "token", "id_token", "none"})
+
+DEFAULT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
+DEFAULT_RESPONSE_TYPES = ("code",)
+DEFAULT_SCOPES_ALLOWED = ("openid", "profile", "email", "offline_access")
+DEFAULT_SCOPES = ("openid", "offline_access")
+
+_TOP = {"version", "mode", "redirect_uris", "client"}
+_REDIRECT = {"managed_list", "allow", "block", "loopback", "on_mismatch"}
+_CLIENT = {
+    "token_endpoint_auth_methods",
+    "default_token_endpoint_auth_method",
+    "grant_types",
+    "response_types",
+    "scopes",
+    "client_name",
+}
+_SCOPES = {"allowed", "default", "on_excess"}
+_SCOPE_TOKEN_RE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
+_LOOPBACK = {
+    "any_port": LoopbackMode.ANY_PORT,
+    "exact": LoopbackMode.EXACT,
+    "deny": LoopbackMode.DENY,
+}
+
+
+def _one_of(allowed: frozenset[str], what: str) -> Any:
+    def parse(value: Any) -> str:
+        text = as_nonempty_str(value)
+        if text not in allowed and not (what == "grant type" and ":" in text):
+            raise ValueError(f"unknown {what} {text!r}; known: {', '.join(sorted(allowed))}")
+        return text
+
+    return parse
+
+
+def _response_type(value: Any) -> str:
+    text = as_nonempty_str(value)
+    parts = text.split(" ")
+    unknown = [p for p in parts if p not in RESPONSE_TYPE_PARTS]
+    if unknown:
+        raise ValueError(f"unknown response type {text!r} (parts: code, token, id_token, none)")
+    return text
+
+
+def _scope(value: Any) -> str:
+    text = as_nonempty_str(value)
+    if not _SCOPE_TOKEN_RE.match(text):
+        raise ValueError(f"{text!r} is not a scope token (RFC 6749 §3.3)")
+    return text
+
+
+class _PolicyReader:
+    def __init__(self, document: Document, problems: list[Problem]) -> None:
+        self.r = Reader(document, problems)
+
+    def patterns(self, section: dict[str, Any], path: KeyPath, key: str, label: str) -> list[Any]:
+        compiled = []
+        for index, source in enumerate(self.r.str_list(section, path, key, ())):
+            try:
+                compiled.append(compile_pattern(source, label))
+            except PatternError as exc:
+                self.r.problem((*path, key, index), str(exc))
+        return compiled
+
+    def managed_ids(
+        self, section: dict[str, Any], path: KeyPath, clients: tuple[ManagedClient, ...]
+    ) -> tuple[str, ...]:
+        known = [c.id for c in clients]
+        value = section.get("managed_list", "all")
+        if value == "all":
+            return tuple(known)
+        if value in ("none", None):
+            return ()
+        ids = self.r.items(value, (*path, "managed_list"), as_nonempty_str)
+        if not isinstance(value, list):
+            self.r.problem((*path, "managed_list"), "must be all, none, or a list of entry ids")
+        for index, entry_id in enumerate(ids):
+            if entry_id not in known:
+                self.r.problem(
+                    (*path, "managed_list", index),
+                    f"no managed entry {entry_id!r}; known ids: {', '.join(known)}",
+                )
+        return tuple(i for i in ids if i in known)
+
+    def read(self, clients: tuple[ManagedClient, ...]) -> tuple[Any, ...]:
+        r = self.r
+        top = r.section(r.document.data, (), _TOP)
+        version = r.require(top, (), "version", as_int(1, 1), 1)
+        mode = Mode(r.get(top, (), "mode", as_choice(*(m.value for m in Mode)), "allowlist"))
+
+        rp: KeyPath = ("redirect_uris",)
+        red = r.section(top.get("redirect_uris"), rp, _REDIRECT)
+        loopback = _LOOPBACK[r.get(red, rp, "loopback", as_choice(*_LOOPBACK), "any_port")]
+        managed_ids = self.managed_ids(red, rp, clients)
+        custom = self.patterns(red, rp, "allow", "custom")
+        blocked = self.patterns(red, rp, "block", "block")
+        on_mismatch = OnMismatch(
+            r.get(red, rp, "on_mismatch", as_choice(*(m.value for m in OnMismatch)), "reject")
+        )
+
+        cp: KeyPath = ("client",)
+        cl = r.section(top.get("client"), cp, _CLIENT)
+        methods = self._list(
+            cl,
+            cp,
+            "token_endpoint_auth_methods",
+            DEFAULT_AUTH_METHODS,
+            _one_of(AUTH_METHODS, "token endpoint auth method"),
+        )
+        default_method = r.get(
+            cl,
+            cp,
+            "default_token_endpoint_auth_method",
+            _one_of(AUTH_METHODS, "token endpoint auth method"),
+            "client_secret_basic",
+        )
+        if methods and default_method not in methods:
+            r.problem(
+                (*cp, "default_token_endpoint_auth_method"),
+                f"{default_method!r} is not in token_endpoint_auth_methods",
+            )
+        grants = self._list(
+            cl, cp, "grant_types", DEFAULT_GRANT_TYPES, _one_of(GRANT_TYPES, "grant type")
+        )
+        responses = self._list(cl, cp, "response_types", DEFAULT_RESPONSE_TYPES, _response_type)
+
+        sp: KeyPath = (*cp, "scopes")
+        sc = r.section(cl.get("scopes"), sp, _SCOPES)
+        allowed_scopes: frozenset[str] | None
+        if sc.get("allowed") == "any":
+            allowed_scopes = None
+        else:
+            allowed_scopes = frozenset(
+                self._list(sc, sp, "allowed", DEFAULT_SCOPES_ALLOWED, _scope)
+            )
+        default_scopes = self._list(sc, sp, "default", DEFAULT_SCOPES, _scope)
+        if allowed_scopes is not None:
+            for index, scope in enumerate(default_scopes):
+                if scope not in allowed_scopes:
+                    r.problem((*sp, "default", index), f"scope {scope!r} is not in allowed")
+        on_excess = OnExcess(
+            r.get(sc, sp, "on_excess", as_choice(*(m.value for m in OnExcess)), "reject")
+        )
+
+        np: KeyPath = (*cp, "client_name")
+        nm = r.section(cl.get("client_name"), np, {"deny"})
+        deny = tuple(
+            NameGlob(source, compile_name_glob(source)) for source in r.str_list(nm, np, "deny", ())
+        )
+
+        client = ClientPolicy(
+            token_endpoint_auth_methods=frozenset(methods),
+            default_token_endpoint_auth_method=default_method,
+            grant_types=frozenset(grants),
+            response_types=frozenset(responses),
+            scopes=ScopePolicy(allowed_scopes, tuple(default_scopes), on_excess),
+            client_name_deny=deny,
+        )
+        return version, mode, loopback, managed_ids, custom, blocked, on_mismatch, client
+
+    def _list(
+        self,
+        section: dict[str, Any],
+        path: KeyPath,
+        key: str,
+        default: tuple[str, ...],
+        parse: Any,
+    ) -> tuple[str, ...]:
+        if key not in section:
+            return default
+        return tuple(self.r.items(section[key], (*path, key), parse))
+
+
+def read_policy(
+    document: Document,
+    problems: list[Problem],
+    digest: str,
+    clients: tuple[ManagedClient, ...] | None = None,
+) -> Policy:
+    """Build a policy from a parsed document; problems are appended, not raised."""
+    clients = load_managed() if clients is None else clients
+    if document.data is None and not problems:
+        problems.append(Problem("(top level)", "the policy file is empty", document.name))
+    (version, mode, loopback, managed_ids, custom, blocked, on_mismatch, client) = _PolicyReader(
+        document, problems
+    ).read(clients)
+    index = build_index(clients, loopback)
+    selected = [
+        pattern
+        for c in clients
+        if c.id in managed_ids
+        for pattern in (compile_pattern(u, f"managed:{c.id}") for u in c.redirect_uris)
+    ]
+    return Policy(
+        version=version,
+        mode=mode,
+        redirect_uris=RedirectPolicy(
+            managed_ids=managed_ids,
+            allowed=PatternSet([*selected, *custom], loopback),
+            blocked=PatternSet(blocked, loopback),
+            loopback=loopback,
+            on_mismatch=on_mismatch,
+        ),
+        client=client,
+        managed=index,
+        source=document.name,
+        digest=digest,
+    )
+
+
+def load_policy(path: Path) -> Policy:
+    """Load and validate a policy file; raise :class:`ConfigError` with every problem."""
+    problems: list[Problem] = []
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        digest = ""
+    document = load_file(path, problems)
+    policy = read_policy(document, problems, digest)
+    if problems:
+        raise ConfigError(problems)
+    return policy
+
+
+def policy_from_mapping(data: Mapping[str, Any], name: str = "<inline>") -> Policy:
+    """A policy from already-parsed data (inline policies in test cases)."""
+    problems: list[Problem] = []
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    policy = read_policy(Document(dict(data), name), problems, digest)
+    if problems:
+        raise ConfigError(problems)
+    return policy

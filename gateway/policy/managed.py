@@ -1,0 +1,133 @@
+"""The managed list: known MCP clients, shipped with the gateway and curated by us.
+
+After Glean's "managed list", a policy can allow every vetted client (``all``), some of
+them by id, or none.  The file is ``policies/managed/mcp-clients.yaml``; the package
+carries the same file as ``gateway/data/mcp-clients.yaml``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gateway.policy.model import ManagedClient, ManagedIndex
+from gateway.policy.names import normalize_name
+from gateway.policy.patterns import LoopbackMode, PatternError, PatternSet, compile_pattern
+from gateway.validate import Reader, as_int, as_nonempty_str
+from gateway.yamlsource import ConfigError, Document, Problem, load_file
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_ENTRY_KEYS = {
+    "id",
+    "name",
+    "vendor",
+    "client_names",
+    "redirect_uris",
+    "cimd_client_ids",
+    "software_ids",
+    "source",
+    "verified",
+}
+
+
+def default_path() -> Path:
+    return Path(str(resources.files("gateway") / "data" / "mcp-clients.yaml"))
+
+
+def _as_id(value: Any) -> str:
+    text = as_nonempty_str(value)
+    if not _ID_RE.match(text):
+        raise ValueError(f"must be lower-case letters, digits and '-', not {text!r}")
+    return text
+
+
+def read_managed(document: Document, problems: list[Problem]) -> tuple[ManagedClient, ...]:
+    """Validate a managed-list document; every problem is collected."""
+    r = Reader(document, problems)
+    top = r.section(document.data, (), {"version", "updated", "clients"})
+    r.require(top, (), "version", as_int(1, 1), 1)
+    entries = top.get("clients")
+    if not isinstance(entries, list):
+        r.problem(("clients",), "must be a list of client entries")
+        return ()
+    clients: list[ManagedClient] = []
+    seen_ids: set[str] = set()
+    seen_names: dict[str, str] = {}
+    for index, raw in enumerate(entries):
+        path = ("clients", index)
+        entry = r.section(raw, path, _ENTRY_KEYS)
+        client_id = r.require(entry, path, "id", _as_id, "")
+        if client_id in seen_ids:
+            r.problem((*path, "id"), f"duplicate id {client_id!r}")
+        seen_ids.add(client_id)
+        names = r.str_list(entry, path, "client_names", ())
+        uris = r.str_list(entry, path, "redirect_uris", ())
+        for position, uri in enumerate(uris):
+            try:
+                compile_pattern(uri, f"managed:{client_id}")
+            except PatternError as exc:
+                r.problem((*path, "redirect_uris", position), str(exc))
+        display = r.require(entry, path, "name", as_nonempty_str, "")
+        for name in (display, *names):
+            key = normalize_name(name)
+            if key and seen_names.get(key, client_id) != client_id:
+                r.problem(
+                    (*path, "client_names"),
+                    f"name {name!r} is already used by entry {seen_names[key]!r}",
+                )
+            seen_names.setdefault(key, client_id)
+        clients.append(
+            ManagedClient(
+                id=client_id,
+                name=display,
+                vendor=r.require(entry, path, "vendor", as_nonempty_str, ""),
+                client_names=names,
+                redirect_uris=uris,
+                cimd_client_ids=r.str_list(entry, path, "cimd_client_ids", ()),
+                software_ids=r.str_list(entry, path, "software_ids", ()),
+                source=r.get(entry, path, "source", as_nonempty_str, ""),
+                verified=str(entry.get("verified", "")),
+            )
+        )
+    return tuple(clients)
+
+
+@functools.cache
+def load_managed(path: Path | None = None) -> tuple[ManagedClient, ...]:
+    """The managed list (cached: it only changes with a new release)."""
+    problems: list[Problem] = []
+    document = load_file(path or default_path(), problems)
+    clients = read_managed(document, problems) if not problems else ()
+    if problems:
+        raise ConfigError(problems)
+    return clients
+
+
+@functools.cache
+def build_index(clients: tuple[ManagedClient, ...], loopback: LoopbackMode) -> ManagedIndex:
+    """Compile the managed list for one loopback mode (cached per mode)."""
+    per_client: dict[str, PatternSet] = {}
+    every = []
+    by_name: dict[str, ManagedClient] = {}
+    by_software_id: dict[str, ManagedClient] = {}
+    for client in clients:
+        label = f"managed:{client.id}"
+        compiled = [compile_pattern(uri, label) for uri in client.redirect_uris]
+        per_client[client.id] = PatternSet(compiled, loopback)
+        every.extend(compiled)
+        # Only the names a client really sends: display names such as "Zed" are common
+        # words that other applications legitimately use.
+        for name in client.client_names:
+            by_name.setdefault(normalize_name(name), client)
+        for software_id in client.software_ids:
+            by_software_id.setdefault(software_id, client)
+    return ManagedIndex(
+        clients=clients,
+        patterns=PatternSet(every, loopback),
+        per_client=per_client,
+        by_name=by_name,
+        by_software_id=by_software_id,
+    )

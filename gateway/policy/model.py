@@ -1,0 +1,118 @@
+"""The policy as a typed, immutable value, built once by :mod:`gateway.policy.loader`.
+
+Everything expensive (pattern compilation, indexes, glob regexes) happens at load, so a
+decision only looks things up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.policy.patterns import LoopbackMode, PatternSet
+
+
+class Mode(StrEnum):
+    """Glean's three settings for dynamic registration."""
+
+    OPEN = "open"  # "Allow any application"
+    ALLOWLIST = "allowlist"  # "Allow approved applications"
+    DISABLED = "disabled"  # "Do not allow dynamic client registrations"
+
+
+class OnMismatch(StrEnum):
+    """What happens to a request where some redirect URIs are refused (RFC 7591 §3.2.1
+    lets the server replace metadata values it does not accept)."""
+
+    REJECT = "reject"
+    DROP = "drop"
+
+
+class OnExcess(StrEnum):
+    REJECT = "reject"
+    TRIM = "trim"
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedClient:
+    """One entry of the managed list: a known MCP client and how it registers."""
+
+    id: str
+    name: str
+    vendor: str
+    client_names: tuple[str, ...]
+    redirect_uris: tuple[str, ...]
+    cimd_client_ids: tuple[str, ...]
+    software_ids: tuple[str, ...]
+    source: str
+    verified: str
+
+
+@dataclass(frozen=True, slots=True)
+class NameGlob:
+    """A case-insensitive glob on the whole client name."""
+
+    source: str
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectPolicy:
+    managed_ids: tuple[str, ...]
+    #: Selected managed entries (label ``managed:<id>``) and the custom list (``custom``).
+    allowed: PatternSet
+    #: Refused in every mode, checked first (label ``block``).
+    blocked: PatternSet
+    loopback: LoopbackMode
+    on_mismatch: OnMismatch
+
+
+@dataclass(frozen=True, slots=True)
+class ScopePolicy:
+    #: ``None`` means any scope may be requested.
+    allowed: frozenset[str] | None
+    default: tuple[str, ...]
+    on_excess: OnExcess
+
+
+@dataclass(frozen=True, slots=True)
+class ClientPolicy:
+    token_endpoint_auth_methods: frozenset[str]
+    default_token_endpoint_auth_method: str
+    grant_types: frozenset[str]
+    response_types: frozenset[str]
+    scopes: ScopePolicy
+    client_name_deny: tuple[NameGlob, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedIndex:
+    """The whole managed list, compiled for one loopback mode.
+
+    Impersonation and vendor attribution use every entry, whether or not the policy
+    selected it: a request calling itself ``claudeai`` is suspect in any mode.
+    """
+
+    clients: tuple[ManagedClient, ...]
+    #: All entries' patterns, labels ``managed:<id>``, for vendor attribution.
+    patterns: PatternSet
+    #: Each entry's own patterns, for the impersonation check.
+    per_client: Mapping[str, PatternSet]
+    #: Normalized name (see :func:`gateway.policy.names.normalize_name`) -> entry.
+    by_name: Mapping[str, ManagedClient]
+    #: software_id -> entry.
+    by_software_id: Mapping[str, ManagedClient]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    version: int
+    mode: Mode
+    redirect_uris: RedirectPolicy
+    client: ClientPolicy
+    managed: ManagedIndex
+    #: File name (or ``<inline>``) and SHA-256 of its bytes, for audit and reload.
+    source: str
+    digest: str

@@ -1,0 +1,49 @@
+"""Fixtures shared by every test: the real upstream, a real Redis, the gateway in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.fixtures import upstream, upstream_factory  # noqa: F401  (fixtures)
+from tests.support.gateway import RunningGateway, build, make_policy, make_settings
+from tests.support.redis import RedisServer
+from tests.support.upstream import free_port
+
+GatewayFactory = Callable[..., Awaitable[RunningGateway]]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def gateway_factory(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+    """Start gateways in this test's event loop: ``await gateway_factory(upstream.url)``."""
+    count = 0
+
+    async def start(
+        upstream_url: str,
+        *,
+        policy: Any = None,
+        port: int | None = None,
+        **settings: Any,
+    ) -> RunningGateway:
+        nonlocal count
+        count += 1
+        port = port or free_port()
+        audit_path = tmp_path / f"audit-{count}.jsonl"
+        config = make_settings(upstream_url, port, audit_path, **settings)
+        app = build(config, make_policy(policy))
+        await aiohttp_server(app, host="127.0.0.1", port=port)
+        return RunningGateway(f"http://127.0.0.1:{port}", app, audit_path)
+
+    yield start

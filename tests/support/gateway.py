@@ -1,0 +1,90 @@
+"""Running the gateway in-process for integration tests, with its audit log in a file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+from gateway.app import create_app
+from gateway.audit import AuditLog, configure_logging
+from gateway.policy.loader import load_policy, policy_from_mapping
+from gateway.policy.model import Policy
+from gateway.settings import Audit, Limits, Listen, Settings, Upstream
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POLICY = ROOT / "policies" / "default.yaml"
+
+
+def make_settings(
+    upstream_url: str,
+    port: int,
+    audit_path: Path,
+    *,
+    registration_paths: tuple[str, ...] | None = None,
+    timeout: float = 5.0,
+    storage: str = "memory://",
+    max_body_bytes: int = 65536,
+    trusted_proxies: tuple[Any, ...] = (),
+    public_url: str | None = None,
+) -> Settings:
+    return Settings(
+        listen=Listen("127.0.0.1", port),
+        public_url=URL(public_url or f"http://127.0.0.1:{port}"),
+        upstream=Upstream(
+            url=URL(upstream_url),
+            registration_paths=registration_paths,
+            connect_timeout=1.0,
+            timeout=timeout,
+            discovery_timeout=5.0,
+        ),
+        policy_file=DEFAULT_POLICY,
+        storage=storage,
+        trusted_proxies=trusted_proxies,
+        limits=Limits(max_body_bytes=max_body_bytes),
+        audit=Audit(sink=str(audit_path)),
+    )
+
+
+def make_policy(policy: Policy | dict[str, Any] | Path | None) -> Policy:
+    if policy is None:
+        return load_policy(DEFAULT_POLICY)
+    if isinstance(policy, Path):
+        return load_policy(policy)
+    if isinstance(policy, dict):
+        return policy_from_mapping(policy)
+    return policy
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    app: web.Application
+    audit_path: Path
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every audit event written so far, parsed from the JSON lines of the sink."""
+        if not self.audit_path.exists():
+            return []
+        lines = self.audit_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def registrations(self) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e.get("event") == "registration"]
+
+    def audit_text(self) -> str:
+        return self.audit_path.read_text(encoding="utf-8") if self.audit_path.exists() else ""
+
+
+def build(settings: Settings, policy: Policy) -> web.Application:
+    configure_logging("warning")
+    return create_app(settings, policy, audit=AuditLog(settings.audit.sink))
+
+
+def replace_settings(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,168 @@
+"""Unit tests for gateway.errors: each wire error against the error table in the README."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gateway.errors import (
+    NO_STORE_HEADERS,
+    AccessDenied,
+    BadGateway,
+    GatewayTimeout,
+    InvalidClientMetadata,
+    InvalidRedirectURI,
+    InvalidRequest,
+    InvalidSoftwareStatement,
+    InvalidToken,
+    MethodNotAllowed,
+    OAuthError,
+    PayloadTooLarge,
+    RateLimited,
+    TemporarilyUnavailable,
+    UnapprovedSoftwareStatement,
+    UnsupportedMediaType,
+)
+
+# class, extra constructor arguments, status, error code, extra headers (the README error table)
+TABLE: list[tuple[type[OAuthError], dict[str, Any], int, str, dict[str, str]]] = [
+    (InvalidRedirectURI, {}, 400, "invalid_redirect_uri", {}),
+    (InvalidClientMetadata, {}, 400, "invalid_client_metadata", {}),
+    (InvalidSoftwareStatement, {}, 400, "invalid_software_statement", {}),
+    (UnapprovedSoftwareStatement, {}, 400, "unapproved_software_statement", {}),
+    (AccessDenied, {}, 403, "access_denied", {}),
+    (
+        InvalidToken,
+        {},
+        401,
+        "invalid_token",
+        {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    ),
+    (RateLimited, {"retry_after": 30}, 429, "rate_limited", {"Retry-After": "30"}),
+    (InvalidRequest, {}, 400, "invalid_request", {}),
+    (PayloadTooLarge, {}, 413, "invalid_request", {}),
+    (UnsupportedMediaType, {}, 415, "invalid_request", {}),
+    (
+        MethodNotAllowed,
+        {"allow": "POST, OPTIONS"},
+        405,
+        "invalid_request",
+        {"Allow": "POST, OPTIONS"},
+    ),
+    (TemporarilyUnavailable, {}, 503, "temporarily_unavailable", {}),
+    (BadGateway, {}, 502, "temporarily_unavailable", {}),
+    (GatewayTimeout, {}, 504, "temporarily_unavailable", {}),
+]
+IDS = [row[0].__name__ for row in TABLE]
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "status", "code", "extra"), TABLE, ids=IDS)
+def test_status_and_error_code(
+    cls: type[OAuthError], kwargs: dict[str, Any], status: int, code: str, extra: dict[str, str]
+) -> None:
+    error = cls("why it was refused", rule="test.rule", **kwargs)
+    assert isinstance(error, OAuthError)
+    assert error.status == status
+    assert error.error == code
+    assert error.rule == "test.rule"
+    assert error.description == "why it was refused"
+    assert str(error) == "why it was refused"
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "status", "code", "extra"), TABLE, ids=IDS)
+def test_body_is_rfc7591_json(
+    cls: type[OAuthError], kwargs: dict[str, Any], status: int, code: str, extra: dict[str, str]
+) -> None:
+    error = cls("why it was refused", rule="test.rule", **kwargs)
+    body = json.loads(error.body())
+    assert body == {"error": code, "error_description": "why it was refused"}
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "status", "code", "extra"), TABLE, ids=IDS)
+def test_headers_are_no_store_json_plus_extras(
+    cls: type[OAuthError], kwargs: dict[str, Any], status: int, code: str, extra: dict[str, str]
+) -> None:
+    error = cls("d", rule="r", **kwargs)
+    assert error.headers() == {
+        "Content-Type": "application/json",
+        "Cache-Control": "no-store",
+        "Pragma": "no-cache",
+        **extra,
+    }
+
+
+def test_no_store_headers() -> None:
+    assert dict(NO_STORE_HEADERS) == {
+        "Content-Type": "application/json",
+        "Cache-Control": "no-store",
+        "Pragma": "no-cache",
+    }
+
+
+def test_headers_are_a_fresh_copy() -> None:
+    error = InvalidToken("d", rule="r")
+    error.headers()["X-Changed"] = "1"
+    assert "X-Changed" not in error.headers()
+    assert "X-Changed" not in NO_STORE_HEADERS
+
+
+def test_extra_headers_on_the_base_class() -> None:
+    error = InvalidRequest("d", rule="r", headers={"X-Extra": "1"})
+    assert error.headers()["X-Extra"] == "1"
+    assert error.headers()["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "header"),
+    [(30, "30"), (1, "1"), (0, "1"), (-5, "1"), (3600, "3600")],
+    ids=["thirty", "one", "zero-becomes-one", "negative-becomes-one", "an-hour"],
+)
+def test_retry_after_is_at_least_one_second(retry_after: int, header: str) -> None:
+    error = RateLimited("slow down", rule="ratelimit.ip", retry_after=retry_after)
+    assert error.headers()["Retry-After"] == header
+
+
+@pytest.mark.parametrize(
+    ("description", "encoded_part"),
+    [
+        ('a "quoted" value', '"a \\"quoted\\" value"'),
+        ("line\nbreak", '"line\\nbreak"'),
+        ("Caf\u00e9 \u65e5\u672c", '"Caf\u00e9 \u65e5\u672c"'),
+        ("back\\slash", '"back\\\\slash"'),
+    ],
+    ids=["quotes", "newline", "unicode", "backslash"],
+)
+def test_body_escapes_and_is_utf8(description: str, encoded_part: str) -> None:
+    body = InvalidClientMetadata(description, rule="r").body()
+    assert encoded_part.encode() in body
+    assert json.loads(body.decode("utf-8"))["error_description"] == description
+
+
+@pytest.mark.parametrize(
+    ("child", "parent"),
+    [
+        (BadGateway, TemporarilyUnavailable),
+        (GatewayTimeout, TemporarilyUnavailable),
+        (InvalidToken, OAuthError),
+        (PayloadTooLarge, OAuthError),
+    ],
+    ids=["bad-gateway", "gateway-timeout", "invalid-token", "payload-too-large"],
+)
+def test_hierarchy(child: type[OAuthError], parent: type[OAuthError]) -> None:
+    assert issubclass(child, parent)
+
+
+def test_repr_names_class_rule_and_description() -> None:
+    error = AccessDenied("registration is closed", rule="policy.closed")
+    assert repr(error) == "AccessDenied('policy.closed', 'registration is closed')"
+
+
+def test_no_error_answers_500() -> None:
+    def subclasses(cls: type[OAuthError]) -> list[type[OAuthError]]:
+        return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
+
+    statuses = {cls.status for cls in subclasses(OAuthError)}
+    assert 500 not in statuses
+    assert statuses >= {400, 401, 403, 405, 413, 415, 429, 502, 503, 504}

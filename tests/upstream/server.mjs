@@ -1,0 +1,424 @@
+// Test authorization server for dcr-gateway's integration tests.
+//
+// A node-oidc-provider 9 instance with dynamic client registration, registration management,
+// PKCE, refresh tokens and RFC 8707 resource indicators, plus (with DCR_TEST_ENDPOINTS=1) a few
+// `/__test/` endpoints that let the Python tests observe what the gateway forwards.
+//
+// Configuration (argv wins over the environment):
+//   PORT / --port=N                 required; 0 picks a free port (reported on the READY line)
+//   HOST / --host=H                 default 127.0.0.1
+//   ISSUER / --issuer=URL           default http://HOST:PORT. Behind the gateway this must be the
+//                                   gateway's public URL: MCP clients require the metadata
+//                                   `issuer` (and the RFC 9207 `iss`) to equal the URL they used.
+//   DCR_TEST_ENDPOINTS=1 / --test-endpoints   serve /__test/... before the provider
+//   ACCESS_TOKEN_FORMAT=jwt|opaque  format of access tokens for a resource indicator (default jwt)
+//
+// Prints exactly one line `READY <url>` (the address it listens on) to stdout once it serves.
+// node-oidc-provider prints "Unsupported runtime" and quick-start warnings to stderr on Node 20;
+// they are harmless.
+//
+// Test endpoints (only with DCR_TEST_ENDPOINTS=1; answered before the provider sees the request):
+//   GET  /__test/clients          {"count": N, "client_ids": [...]} of clients stored now
+//   ANY  /__test/echo[/...]       {"method", "path" (req.url as received), "http_version",
+//                                  "headers", "raw_headers", "body" (utf8), "body_length"}
+//   GET  /__test/large?bytes=N    N bytes of 'abcdefghij' repeated, chunked, no Content-Length
+//   ANY  /__test/slow?ms=N        reads the body, waits N ms, {"slow": true, "ms", "body_length"}
+//   GET  /__test/cookies          two Set-Cookie lines (a=1; Path=/ and b=2; Path=/; HttpOnly)
+//                                  and two X-Multi lines (one, two)
+//   GET  /__test/redirect         302 Location: /somewhere-else
+// /__test/echo `headers` is built from req.rawHeaders: names lower-cased, a header sent once is a
+// string, a header sent several times is an array of its values in the order received (never
+// joined). `raw_headers` is req.rawHeaders verbatim (original case, alternating name/value).
+
+import * as http from 'node:http';
+
+import Provider from 'oidc-provider';
+
+// ---------------------------------------------------------------- configuration
+
+const KNOWN_ARGS = new Set(['port', 'host', 'issuer', 'test-endpoints']);
+
+function parseArgs(argv) {
+  const out = {};
+  for (const arg of argv) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!m || !KNOWN_ARGS.has(m[1])) {
+      console.error(`unknown argument ${arg}; known: --port=N --host=H --issuer=URL --test-endpoints`);
+      process.exit(2);
+    }
+    out[m[1]] = m[2] ?? '1';
+  }
+  return out;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const portSetting = args.port ?? process.env.PORT;
+if (portSetting === undefined || portSetting === '' || !/^\d+$/.test(portSetting)) {
+  console.error('PORT (or --port=N) is required and must be a number; 0 picks a free port');
+  process.exit(2);
+}
+const HOST = args.host ?? process.env.HOST ?? '127.0.0.1';
+const ISSUER_SETTING = args.issuer ?? process.env.ISSUER;
+const TEST_ENDPOINTS = (args['test-endpoints'] ?? process.env.DCR_TEST_ENDPOINTS) === '1';
+const ACCESS_TOKEN_FORMAT = process.env.ACCESS_TOKEN_FORMAT ?? 'jwt';
+
+const SCOPES = ['openid', 'offline_access', 'profile', 'email', 'mcp:execute'];
+
+// ---------------------------------------------------------------- storage
+
+// A plain in-memory adapter. The bundled one is an LRU capped at 1000 entries, which would
+// silently evict clients in tests that register many of them and make counts wrong.
+const store = new Map(); // key `${model}:${id}` -> { payload, expiresAt }
+const uidIndex = new Map(); // session uid -> session id
+const userCodeIndex = new Map(); // user code -> id
+const grantIndex = new Map(); // grantId -> Set of keys
+
+function live(key) {
+  const entry = store.get(key);
+  if (!entry) {
+    return undefined;
+  }
+  if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+    store.delete(key);
+    return undefined;
+  }
+  return entry.payload;
+}
+
+class TestAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined;
+    store.set(key, { payload, expiresAt });
+    if (this.model === 'Session' && payload.uid) {
+      uidIndex.set(payload.uid, id);
+    }
+    if (payload.userCode) {
+      userCodeIndex.set(payload.userCode, id);
+    }
+    if (payload.grantId) {
+      if (!grantIndex.has(payload.grantId)) {
+        grantIndex.set(payload.grantId, new Set());
+      }
+      grantIndex.get(payload.grantId).add(key);
+    }
+  }
+
+  async find(id) {
+    return live(this.key(id));
+  }
+
+  async findByUid(uid) {
+    const id = uidIndex.get(uid);
+    return id === undefined ? undefined : this.find(id);
+  }
+
+  async findByUserCode(userCode) {
+    const id = userCodeIndex.get(userCode);
+    return id === undefined ? undefined : this.find(id);
+  }
+
+  async consume(id) {
+    const payload = live(this.key(id));
+    if (payload) {
+      payload.consumed = Math.floor(Date.now() / 1000);
+    }
+  }
+
+  async destroy(id) {
+    store.delete(this.key(id));
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const key of grantIndex.get(grantId) ?? []) {
+      store.delete(key);
+    }
+    grantIndex.delete(grantId);
+  }
+}
+
+function storedClientIds() {
+  const ids = [];
+  for (const key of [...store.keys()]) {
+    if (key.startsWith('Client:') && live(key) !== undefined) {
+      ids.push(key.slice('Client:'.length));
+    }
+  }
+  return ids;
+}
+
+// ---------------------------------------------------------------- provider
+
+function providerConfiguration() {
+  return {
+    adapter: TestAdapter,
+    // Fixed keys so cookies stay valid for the whole run and the "dev keys" warning goes away.
+    cookies: { keys: ['dcr-gateway-test-cookie-key-1'] },
+    scopes: SCOPES,
+    claims: {
+      openid: ['sub'],
+      profile: ['name'],
+      email: ['email', 'email_verified'],
+    },
+    async findAccount(ctx, sub) {
+      // devInteractions accepts any login: every account id exists.
+      return {
+        accountId: sub,
+        async claims() {
+          return {
+            sub, name: `Test User ${sub}`, email: `${sub}@example.test`, email_verified: true,
+          };
+        },
+      };
+    },
+    // MCP clients do not always ask for offline_access but expect a refresh token when they
+    // registered the refresh_token grant.
+    async issueRefreshToken(ctx, client) {
+      return client.grantTypeAllowed('refresh_token');
+    },
+    clientBasedCORS() {
+      return true;
+    },
+    // Explicit lifetimes (seconds) keep the log free of "default ttl" notices.
+    ttl: {
+      AccessToken: 3600,
+      AuthorizationCode: 600,
+      ClientCredentials: 600,
+      Grant: 14 * 24 * 3600,
+      IdToken: 3600,
+      Interaction: 3600,
+      RefreshToken: 14 * 24 * 3600,
+      Session: 14 * 24 * 3600,
+    },
+    features: {
+      devInteractions: { enabled: true },
+      registration: { enabled: true },
+      registrationManagement: { enabled: true, rotateRegistrationAccessToken: true },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        async defaultResource() {
+          return undefined;
+        },
+        async useGrantedResource() {
+          return true;
+        },
+        // Any absolute resource URI is a valid resource server whose audience is itself.
+        async getResourceServerInfo(ctx, resourceIndicator) {
+          return {
+            scope: 'mcp:execute',
+            audience: resourceIndicator,
+            accessTokenTTL: 3600,
+            accessTokenFormat: ACCESS_TOKEN_FORMAT,
+          };
+        },
+      },
+    },
+  };
+}
+
+// ---------------------------------------------------------------- /__test/ endpoints
+
+function sendJson(res, status, value, extraHeaders = {}) {
+  const body = Buffer.from(JSON.stringify(value));
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': body.length,
+    'Cache-Control': 'no-store',
+    ...extraHeaders,
+  });
+  res.end(body);
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function headersFromRaw(rawHeaders) {
+  const headers = {};
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    const value = rawHeaders[i + 1];
+    if (!(name in headers)) {
+      headers[name] = value;
+    } else if (Array.isArray(headers[name])) {
+      headers[name].push(value);
+    } else {
+      headers[name] = [headers[name], value];
+    }
+  }
+  return headers;
+}
+
+function intParam(url, name, fallback, max) {
+  const raw = url.searchParams.get(name);
+  if (raw === null) {
+    return fallback;
+  }
+  if (!/^\d+$/.test(raw)) {
+    return NaN;
+  }
+  return Math.min(Number(raw), max);
+}
+
+const PATTERN = Buffer.from('abcdefghij');
+const LARGE_CHUNK = 64 * 1024 - ((64 * 1024) % PATTERN.length); // multiple of the pattern
+const LARGE_BLOCK = Buffer.alloc(LARGE_CHUNK, PATTERN);
+
+async function streamLarge(res, total) {
+  res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-store' });
+  let sent = 0;
+  while (sent < total && !res.destroyed) {
+    const n = Math.min(LARGE_CHUNK, total - sent);
+    // `sent` is always a multiple of the pattern length, so every chunk starts with 'a'.
+    const ok = res.write(n === LARGE_CHUNK ? LARGE_BLOCK : LARGE_BLOCK.subarray(0, n));
+    sent += n;
+    if (!ok) {
+      await new Promise((resolve) => {
+        res.once('drain', resolve);
+        res.once('close', resolve);
+      });
+    }
+  }
+  res.end();
+}
+
+async function handleTest(req, res, url) {
+  const path = url.pathname;
+  if (path === '/__test/clients' && req.method === 'GET') {
+    const ids = storedClientIds();
+    sendJson(res, 200, { count: ids.length, client_ids: ids });
+    return;
+  }
+  if (path === '/__test/echo' || path.startsWith('/__test/echo/')) {
+    const body = await readBody(req);
+    sendJson(res, 200, {
+      method: req.method,
+      path: req.url,
+      http_version: req.httpVersion,
+      headers: headersFromRaw(req.rawHeaders),
+      raw_headers: req.rawHeaders,
+      body: body.toString('utf8'),
+      body_length: body.length,
+    });
+    return;
+  }
+  if (path === '/__test/large' && req.method === 'GET') {
+    const bytes = intParam(url, 'bytes', 1024 * 1024, 1024 * 1024 * 1024);
+    if (Number.isNaN(bytes)) {
+      sendJson(res, 400, { error: 'bytes must be a non-negative integer' });
+      return;
+    }
+    await streamLarge(res, bytes);
+    return;
+  }
+  if (path === '/__test/slow') {
+    const ms = intParam(url, 'ms', 1000, 10 * 60 * 1000);
+    if (Number.isNaN(ms)) {
+      sendJson(res, 400, { error: 'ms must be a non-negative integer' });
+      return;
+    }
+    const body = await readBody(req);
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      // A proxy that gives up closes the connection; don't keep the timer for nothing.
+      res.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    if (!res.destroyed && !res.writableEnded) {
+      sendJson(res, 200, { slow: true, ms, body_length: body.length });
+    }
+    return;
+  }
+  if (path === '/__test/cookies' && req.method === 'GET') {
+    // Arrays make node emit one header line per value.
+    res.setHeader('Set-Cookie', ['a=1; Path=/', 'b=2; Path=/; HttpOnly']);
+    res.setHeader('X-Multi', ['one', 'two']);
+    sendJson(res, 200, { cookies: true });
+    return;
+  }
+  if (path === '/__test/redirect' && req.method === 'GET') {
+    res.writeHead(302, { Location: '/somewhere-else', 'Content-Type': 'text/plain', 'Content-Length': 5 });
+    res.end('moved');
+    return;
+  }
+  sendJson(res, 404, { error: 'no such test endpoint', path: req.url });
+}
+
+// ---------------------------------------------------------------- server
+
+// The provider needs the issuer, which may depend on the port picked by listen(); requests that
+// arrive before it exists wait for it instead of hanging without a handler.
+let resolveHandler;
+const handlerReady = new Promise((resolve) => {
+  resolveHandler = resolve;
+});
+
+const server = http.createServer((req, res) => {
+  handlerReady.then((handler) => handler(req, res));
+});
+
+server.listen(Number(portSetting), HOST, () => {
+  const { port } = server.address();
+  const hostForUrl = HOST.includes(':') ? `[${HOST}]` : HOST;
+  const ownUrl = `http://${hostForUrl}:${port}`;
+  const issuer = ISSUER_SETTING || ownUrl;
+
+  const provider = new Provider(issuer, providerConfiguration());
+  // Trust X-Forwarded-Host / X-Forwarded-Proto so discovery and form URLs point at the gateway.
+  provider.proxy = true;
+  provider.on('server_error', (ctx, err) => {
+    console.error('oidc-provider server_error', err);
+  });
+  const providerCallback = provider.callback();
+
+  resolveHandler((req, res) => {
+    const url = new URL(req.url, 'http://localhost');
+    if (TEST_ENDPOINTS && url.pathname.startsWith('/__test/')) {
+      handleTest(req, res, url).catch((err) => {
+        console.error('test endpoint failed', err);
+        if (!res.headersSent) {
+          sendJson(res, 500, { error: String(err) });
+        } else {
+          res.destroy(err);
+        }
+      });
+      return;
+    }
+    providerCallback(req, res);
+  });
+
+  process.stdout.write(`READY ${ownUrl}\n`);
+  if (issuer !== ownUrl) {
+    process.stderr.write(`issuer is ${issuer}\n`);
+  }
+});
+
+server.on('error', (err) => {
+  console.error(`cannot listen on ${HOST}:${portSetting}: ${err.message}`);
+  process.exit(1);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    server.close();
+    process.exit(0);
+  });
+}
