@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.audit import AuditLog
 from gateway.discovery import discover_registration_paths
 from gateway.forwarding import TrustedProxies
-from gateway.health import healthz, not_found, readyz
+from gateway.health import READY_CACHE, healthz, not_found, readyz
 from gateway.passthrough import pass_through
 from gateway.paths import PathMatcher
 from gateway.policy.model import Policy
@@ -65,6 +65,7 @@ def create_app(
         trusted=TrustedProxies(settings.trusted_proxies),
         registration_paths=PathMatcher(settings.upstream.registration_paths or ()),
     )
+    app[READY_CACHE] = {}
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/-/healthz", healthz)
     app.router.add_get("/-/readyz", readyz)

@@ -48,12 +48,14 @@ async def _check_storage(request: web.Request) -> str:
     return "ok"
 
 
-_cache: dict[int, tuple[float, int, dict[str, object]]] = {}
+ReadyAnswer = tuple[float, int, dict[str, object]]
+#: The last readiness answer, reused for a second so that probes cannot hammer the upstream.
+READY_CACHE = web.AppKey("ready_cache", dict[str, ReadyAnswer])
 
 
 async def readyz(request: web.Request) -> web.Response:
-    key = id(request.app)
-    cached = _cache.get(key)
+    cache = request.app[READY_CACHE]
+    cached = cache.get("last")
     now = time.monotonic()
     if cached and now - cached[0] < _READY_CACHE_SECONDS:
         return _json(cached[1], cached[2])
@@ -64,7 +66,7 @@ async def readyz(request: web.Request) -> web.Response:
         "checks": {"upstream": upstream, "storage": storage},
     }
     status = 200 if ready else 503
-    _cache[key] = (now, status, body)
+    cache["last"] = (now, status, body)
     return _json(status, body)
 
 

@@ -236,7 +236,6 @@ async def handle_registration(request: web.Request, gateway: Gateway) -> web.Str
         record.status = error.status
         return error_response(error, record.request_id)
     finally:
-        if _client_gone(request) and not record.client_disconnected:
-            record.client_disconnected = True
+        record.client_disconnected = record.client_disconnected or _client_gone(request)
         record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         gateway.audit.registration(record)

@@ -272,6 +272,32 @@ def _check_uri(
     return parsed, None, f"custom:{allowed.pattern}"
 
 
+def _screen(
+    policy: Policy, uris: list[str], prefix: str
+) -> tuple[list[tuple[str, RedirectURI, str]], list[str], _Refused | None]:
+    """Every URI of one field through :func:`_check_uri`.
+
+    With ``on_mismatch: reject`` the first refusal is raised; with ``drop`` refused URIs
+    are collected, and the first refusal is returned for the caller to raise if nothing
+    is left.
+    """
+    kept: list[tuple[str, RedirectURI, str]] = []
+    dropped: list[str] = []
+    first: _Refused | None = None
+    for raw in uris:
+        parsed, error, label = _check_uri(policy, raw, prefix)
+        if error is None and parsed is not None and label is not None:
+            kept.append((raw, parsed, label))
+            continue
+        assert error is not None
+        refusal = _Refused(error, (label,) if label else ())
+        if policy.redirect_uris.on_mismatch is OnMismatch.REJECT:
+            raise refusal
+        dropped.append(raw)
+        first = first or refusal
+    return kept, dropped, first
+
+
 def _redirect_uris(policy: Policy, work: _Work, *, required: bool) -> None:
     md = work.metadata
     uris: list[str] = md.get("redirect_uris") or []
@@ -285,28 +311,17 @@ def _redirect_uris(policy: Policy, work: _Work, *, required: bool) -> None:
                 )
             )
         return
-    kept: list[str] = []
-    first_refusal: tuple[OAuthError, str | None] | None = None
-    for raw in uris:
-        parsed, error, label = _check_uri(policy, raw, "redirect_uri")
-        if error is not None:
-            if policy.redirect_uris.on_mismatch is OnMismatch.REJECT:
-                raise _Refused(error, (label,) if label else ())
-            first_refusal = first_refusal or (error, label)
-            work.dropped.append(raw)
-            continue
-        assert parsed is not None and label is not None
-        kept.append(raw)
+    kept, dropped, first = _screen(policy, uris, "redirect_uri")
+    if not kept and first is not None:
+        raise first
+    for _, parsed, label in kept:
         work.accepted.append(parsed)
         work.matched.append(label)
         work.kinds.add(label.split(":", 1)[0])
-    if not kept:
-        assert first_refusal is not None
-        error, label = first_refusal
-        raise _Refused(error, (label,) if label else ())
-    if work.dropped:
-        md["redirect_uris"] = kept
-        work.notes.append(f"dropped redirect_uris={work.dropped}")
+    if dropped:
+        md["redirect_uris"] = [raw for raw, _, _ in kept]
+        work.dropped.extend(dropped)
+        work.notes.append(f"dropped redirect_uris={dropped}")
 
 
 def _post_logout_redirect_uris(policy: Policy, work: _Work) -> None:
@@ -314,16 +329,11 @@ def _post_logout_redirect_uris(policy: Policy, work: _Work) -> None:
     uris = work.metadata.get("post_logout_redirect_uris")
     if not uris:
         return
-    kept = []
-    for raw in uris:
-        _, error, label = _check_uri(policy, raw, "post_logout_redirect_uri")
-        if error is not None:
-            if policy.redirect_uris.on_mismatch is OnMismatch.REJECT:
-                raise _Refused(error, (label,) if label else ())
-            work.dropped.append(raw)
-            continue
-        kept.append(raw)
-    work.metadata["post_logout_redirect_uris"] = kept
+    kept, dropped, _ = _screen(policy, uris, "post_logout_redirect_uri")
+    if dropped:
+        work.metadata["post_logout_redirect_uris"] = [raw for raw, _, _ in kept]
+        work.dropped.extend(dropped)
+        work.notes.append(f"dropped post_logout_redirect_uris={dropped}")
 
 
 def _names(metadata: Mapping[str, Any]) -> Iterable[str]:
@@ -373,7 +383,12 @@ def _require_own_uris(
 
 
 def _vendor_by_uri(policy: Policy, accepted: list[RedirectURI]) -> ManagedClient | None:
+    """The managed client a redirect URI belongs to.  Loopback URIs do not count: many
+    command-line clients share ``http://localhost:<port>/callback``, so matching one says
+    the URI is acceptable, not who the client is."""
     for uri in accepted:
+        if uri.is_loopback:
+            continue
         match = policy.managed.patterns.match(uri)
         if match is not None:
             entry_id = match.label.removeprefix("managed:")

@@ -267,14 +267,18 @@ def _hygiene(raw: str, rest: str, *, pattern: bool) -> URIRefusal | None:
             raw,
             "contains a fragment ('#'); RFC 6749 §3.1.2 forbids fragments in redirect URIs",
         )
-    levels = _decode_levels(raw)
-    if any(_ENCODED_SEPARATOR_RE.search(level) for level in levels):
+    authority, path, _query = _split(rest)
+    # Only where a separator means something: an encoded '/' in the query is ordinary
+    # (``?next=https%3A%2F%2F...``), and a raw '/' is allowed there anyway (RFC 3986 §3.4).
+    before_query = _decode_levels((authority or "") + path)
+    if any(_ENCODED_SEPARATOR_RE.search(level) for level in before_query):
         return _refuse(
             ENCODED_SEPARATOR,
             raw,
-            "contains an encoded '/' or '\\' (%2F or %5C, possibly double-encoded), which a "
-            "server that decodes the path would treat as a separator",
+            "contains an encoded '/' or '\\' (%2F or %5C, possibly double-encoded) in its "
+            "host or path, which a server that decodes the path would treat as a separator",
         )
+    levels = _decode_levels(raw)
     if any(_ENCODED_CONTROL_RE.search(level) for level in levels):
         return _refuse(
             CONTROL_CHARACTER,
@@ -282,7 +286,6 @@ def _hygiene(raw: str, rest: str, *, pattern: bool) -> URIRefusal | None:
             "contains a percent-encoded control character (%00-%1F or %7F), used for header "
             "injection and string truncation",
         )
-    authority, path, _query = _split(rest)
     if authority is not None and any("@" in level for level in _decode_levels(authority)):
         return _refuse(
             USERINFO,

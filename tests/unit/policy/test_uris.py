@@ -233,7 +233,7 @@ REFUSED = [
     ("https://example.com/a%25252F", "redirect_uri.encoded_separator"),
     ("https://example.com/a%25%32%66", "redirect_uri.encoded_separator"),  # %25 + %32 + %66
     ("https://example.com%2f@evil.com", "redirect_uri.encoded_separator"),
-    ("https://example.com/cb?next=%2F%2Fevil.com", "redirect_uri.encoded_separator"),
+    ("https://example.com/cb%2F%2Fevil.com", "redirect_uri.encoded_separator"),
     ("com.example.app:/a%2fb", "redirect_uri.encoded_separator"),
     # userinfo: '@' in the authority, raw or encoded
     ("https://user@example.com/cb", "redirect_uri.userinfo"),
@@ -537,3 +537,15 @@ def test_wildcards_are_only_parsed_in_pattern_mode() -> None:
         "*",
     )
     assert refused("https://*.example.com:*/a/*?*").rule == "redirect_uri.wildcard"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["https://example.com/cb?next=%2F%2Fevil.com", "http://localhost:3000/?r=https%3A%2F%2Fa.b%2Fc"],
+)
+def test_encoded_separators_in_the_query_are_ordinary(raw: str) -> None:
+    """A pattern without ``?*`` still refuses any query; with ``?*`` a raw '/' is allowed
+    there anyway, so refusing its encoded form would only break real clients."""
+    parsed = parse_redirect_uri(raw)
+    assert isinstance(parsed, RedirectURI)
+    assert parsed.query is not None and "%2F" in parsed.query
