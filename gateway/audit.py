@@ -24,6 +24,16 @@ import structlog
 REGISTRATION_EVENT = "registration"
 
 
+_LEADING_KEYS = ("event", "timestamp", "level")
+
+
+def _leading_keys_first(_: Any, __: str, event_dict: Any) -> Any:
+    """``event``, ``timestamp`` and ``level`` open every line, where eyes and ``cut`` look."""
+    ordered = {key: event_dict.pop(key) for key in _LEADING_KEYS if key in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
 def configure_logging(level: str = "info") -> None:
     """Configure structlog once per process: ISO-8601 UTC timestamps, JSON lines."""
     structlog.configure(
@@ -32,6 +42,7 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             structlog.processors.format_exc_info,
+            _leading_keys_first,
             structlog.processors.JSONRenderer(ensure_ascii=True),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -324,3 +324,16 @@ def test_configure_logging_filters_operational_logs(
     configure_logging(level)
     structlog.get_logger("dcr-gateway").debug("detail")
     assert ("detail" in capsys.readouterr().err) is shown
+
+
+def test_each_line_starts_with_event_timestamp_level(tmp_path: Path) -> None:
+    configure_logging()
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLog(str(path))
+    try:
+        audit.registration(record(request_id="rid-order"))
+    finally:
+        audit.close()
+    line = path.read_text(encoding="utf-8").splitlines()[0]
+    assert list(json.loads(line))[:3] == ["event", "timestamp", "level"]
+    assert line.startswith('{"event": "registration", "timestamp": "')
