@@ -105,6 +105,21 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def read_answer(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The upstream's whole answer, at most ``limit`` bytes (``read(n)`` alone may stop
+    at whatever happens to be buffered)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.readany():
+        size += len(chunk)
+        if size > limit:
+            raise BadGateway(
+                "the authorization server's answer was too large", rule=RULE_RESPONSE_TOO_LARGE
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
@@ -180,12 +195,7 @@ async def _register(
                 "the authorization server's answer was too large",
                 rule=RULE_RESPONSE_TOO_LARGE,
             )
-        answer_body = await answer.content.read(limit + 1)
-        if len(answer_body) > limit:
-            raise BadGateway(
-                "the authorization server's answer was too large",
-                rule=RULE_RESPONSE_TOO_LARGE,
-            )
+        answer_body = await read_answer(answer.content, limit)
         summarize_answer(answer_body, record)
         out_headers = downstream_response_headers(answer.headers)
         out_headers["X-Request-ID"] = record.request_id

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from unittest import mock
+
+import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.audit import RegistrationRecord
-from gateway.errors import UnsupportedMediaType
+from gateway.errors import BadGateway, UnsupportedMediaType
 from gateway.registration import (
     RULE_CONTENT_ENCODING,
     RULE_CONTENT_TYPE,
     check_content_headers,
+    read_answer,
     summarize_answer,
 )
 
@@ -192,3 +197,24 @@ def test_summarize_answer_survives_deep_nesting() -> None:
     rec = record()
     summarize_answer(b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b', "client_id": "c"}', rec)
     assert rec.client_id is None
+
+
+def _stream(chunks: list[bytes]) -> aiohttp.StreamReader:
+    protocol = mock.Mock(_reading_paused=False)
+    stream = aiohttp.StreamReader(protocol, limit=2**16, loop=asyncio.get_running_loop())
+    for chunk in chunks:
+        stream.feed_data(chunk)
+    stream.feed_eof()
+    return stream
+
+
+async def test_read_answer_reads_every_chunk() -> None:
+    chunks = [b"a" * 1000, b"b" * 70000, b"c" * 5]
+    assert await read_answer(_stream(chunks), 100000) == b"".join(chunks)
+
+
+async def test_read_answer_refuses_more_than_the_limit() -> None:
+    with pytest.raises(BadGateway) as refused:
+        await read_answer(_stream([b"x" * 600, b"y" * 600]), 1000)
+    assert refused.value.rule == "upstream.response_too_large"
+    assert refused.value.status == 502
