@@ -42,6 +42,8 @@ STRING_FIELDS = frozenset(
         "sector_identifier_uri",
         "subject_type",
         "initiate_login_uri",
+        "backchannel_logout_uri",
+        "frontchannel_logout_uri",
         "token_endpoint_auth_signing_alg",
         "id_token_signed_response_alg",
         "userinfo_signed_response_alg",

@@ -32,7 +32,7 @@ from gateway.errors import (
 )
 from gateway.policy.decision import Decision, RequestContext
 from gateway.policy.model import ManagedClient, Mode, OnExcess, OnMismatch, Policy
-from gateway.policy.names import normalize_name
+from gateway.policy.names import has_hidden_characters, normalize_name
 from gateway.policy.patterns import LoopbackMode
 from gateway.policy.uris import RedirectURI, URIRefusal, parse_redirect_uri
 from gateway.policy.urls import check_https_url
@@ -347,6 +347,14 @@ def _identity(policy: Policy, work: _Work) -> None:
     only together with that client's own redirect URIs."""
     managed = policy.managed
     for name in _names(work.metadata):
+        if has_hidden_characters(name):
+            raise _Refused(
+                InvalidClientMetadata(
+                    "client_name contains control or bidirectional formatting characters, "
+                    "so what a consent screen shows would differ from what was sent",
+                    rule="client_name.invalid",
+                )
+            )
         normalized = normalize_name(name)
         for glob in policy.client.client_name_deny:
             if glob.regex.fullmatch(normalized):
@@ -361,8 +369,8 @@ def _identity(policy: Policy, work: _Work) -> None:
         if entry is not None:
             _require_own_uris(policy, work, entry, f"client_name {_show(name)}", "client_name")
     software_id = work.metadata.get("software_id")
-    if isinstance(software_id, str) and software_id in managed.by_software_id:
-        entry = managed.by_software_id[software_id]
+    if isinstance(software_id, str) and software_id.strip().lower() in managed.by_software_id:
+        entry = managed.by_software_id[software_id.strip().lower()]
         _require_own_uris(policy, work, entry, f"software_id {_show(software_id)}", "software_id")
 
 
@@ -380,6 +388,11 @@ def _require_own_uris(
             (f"managed:{entry.id}",),
         )
     work.vendor = work.vendor or entry
+    # Every URI matched this entry's own patterns: say so, rather than whichever entry
+    # sharing a loopback shape happens to come first in the managed list.
+    work.matched = [
+        f"managed:{entry.id}" if label.startswith("managed:") else label for label in work.matched
+    ]
 
 
 def _vendor_by_uri(policy: Policy, accepted: list[RedirectURI]) -> ManagedClient | None:
@@ -453,13 +466,11 @@ def _urls(work: _Work) -> None:
         base = key.split("#", 1)[0]
         if base not in URL_FIELDS or ("#" in key and base not in LOCALIZED_URL_FIELDS):
             continue
-        if not isinstance(value, str):
-            continue
-        problem = check_https_url(value)
+        problem = check_https_url(value) if isinstance(value, str) else "must be a string (a URL)"
         if problem:
             raise _Refused(
                 InvalidClientMetadata(
-                    f"{key} {_show(value)} {problem}", rule="metadata_url.invalid"
+                    f"{key} {_show(str(value))} {problem}", rule="metadata_url.invalid"
                 )
             )
     for value in md.get("request_uris") or ():

@@ -132,9 +132,10 @@ class _PolicyReader:
             return tuple(known)
         if value in ("none", None):
             return ()
-        ids = self.r.items(value, (*path, "managed_list"), as_nonempty_str)
         if not isinstance(value, list):
             self.r.problem((*path, "managed_list"), "must be all, none, or a list of entry ids")
+            return ()
+        ids = self.r.items(value, (*path, "managed_list"), as_nonempty_str)
         for index, entry_id in enumerate(ids):
             if entry_id not in known:
                 self.r.problem(
@@ -175,7 +176,9 @@ class _PolicyReader:
             _one_of(AUTH_METHODS, "token endpoint auth method"),
             "client_secret_basic",
         )
-        if methods and default_method not in methods:
+        if cl.get("token_endpoint_auth_methods") == []:
+            r.problem((*cp, "token_endpoint_auth_methods"), "must allow at least one method")
+        elif default_method not in methods:
             r.problem(
                 (*cp, "default_token_endpoint_auth_method"),
                 f"{default_method!r} is not in token_endpoint_auth_methods",
@@ -183,6 +186,8 @@ class _PolicyReader:
         grants = self._list(
             cl, cp, "grant_types", DEFAULT_GRANT_TYPES, _one_of(GRANT_TYPES, "grant type")
         )
+        if cl.get("grant_types") == []:
+            r.problem((*cp, "grant_types"), "must allow at least one grant type")
         responses = self._list(cl, cp, "response_types", DEFAULT_RESPONSE_TYPES, _response_type)
 
         sp: KeyPath = (*cp, "scopes")

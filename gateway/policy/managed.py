@@ -17,7 +17,7 @@ from gateway.policy.model import ManagedClient, ManagedIndex
 from gateway.policy.names import normalize_name
 from gateway.policy.patterns import LoopbackMode, PatternError, PatternSet, compile_pattern
 from gateway.validate import Reader, as_int, as_nonempty_str
-from gateway.yamlsource import ConfigError, Document, Problem, load_file
+from gateway.yamlsource import ConfigError, Document, KeyPath, Problem, load_file
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ENTRY_KEYS = {
@@ -60,7 +60,7 @@ def read_managed(document: Document, problems: list[Problem]) -> tuple[ManagedCl
         path = ("clients", index)
         entry = r.section(raw, path, _ENTRY_KEYS)
         client_id = r.require(entry, path, "id", _as_id, "")
-        if client_id in seen_ids:
+        if client_id and client_id in seen_ids:
             r.problem((*path, "id"), f"duplicate id {client_id!r}")
         seen_ids.add(client_id)
         names = r.str_list(entry, path, "client_names", ())
@@ -71,13 +71,12 @@ def read_managed(document: Document, problems: list[Problem]) -> tuple[ManagedCl
             except PatternError as exc:
                 r.problem((*path, "redirect_uris", position), str(exc))
         display = r.require(entry, path, "name", as_nonempty_str, "")
-        for name in (display, *names):
+        named: list[tuple[KeyPath, str]] = [((*path, "name"), display)]
+        named += [((*path, "client_names", i), n) for i, n in enumerate(names)]
+        for where, name in named:
             key = normalize_name(name)
             if key and seen_names.get(key, client_id) != client_id:
-                r.problem(
-                    (*path, "client_names"),
-                    f"name {name!r} is already used by entry {seen_names[key]!r}",
-                )
+                r.problem(where, f"name {name!r} is already used by entry {seen_names[key]!r}")
             seen_names.setdefault(key, client_id)
         clients.append(
             ManagedClient(
@@ -123,7 +122,7 @@ def build_index(clients: tuple[ManagedClient, ...], loopback: LoopbackMode) -> M
         for name in client.client_names:
             by_name.setdefault(normalize_name(name), client)
         for software_id in client.software_ids:
-            by_software_id.setdefault(software_id, client)
+            by_software_id.setdefault(software_id.strip().lower(), client)
     return ManagedIndex(
         clients=clients,
         patterns=PatternSet(every, loopback),

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 
-_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f\s\\]")
+_CONTROL_OR_SPACE = re.compile(
+    r"[\x00-\x20\x7f-\x9f\s\\\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
 _HTTPS = re.compile(r"^https://([^/?#]*)", re.IGNORECASE)
 
 
@@ -25,9 +27,15 @@ def check_https_url(value: str) -> str | None:
     if match is None:
         return "must be an https:// URL"
     authority = match.group(1)
-    if "@" in authority:
+    if "@" in authority or "%40" in authority.lower():
         return "must not carry user information"
-    host = authority.rsplit(":", 1)[0] if not authority.endswith("]") else authority
+    if "%" in authority:
+        return "must not percent-encode its host"
+    host, port = authority, ""
+    if not authority.endswith("]") and ":" in authority:
+        host, _, port = authority.rpartition(":")
     if not host or host.startswith(":"):
         return "must name a host"
+    if port and not (port.isascii() and port.isdigit()):
+        return "has a port that is not a number"
     return None

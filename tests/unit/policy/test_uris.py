@@ -541,7 +541,10 @@ def test_wildcards_are_only_parsed_in_pattern_mode() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["https://example.com/cb?next=%2F%2Fevil.com", "http://localhost:3000/?r=https%3A%2F%2Fa.b%2Fc"],
+    [
+        "https://example.com/cb?next=%2F%2Fevil.com",
+        "http://localhost:3000/?r=https%3A%2F%2Fa.b%2Fc",
+    ],
 )
 def test_encoded_separators_in_the_query_are_ordinary(raw: str) -> None:
     """A pattern without ``?*`` still refuses any query; with ``?*`` a raw '/' is allowed

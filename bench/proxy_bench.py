@@ -1,0 +1,592 @@
+"""Pass-through throughput and registration latency: the gateway against its baselines.
+
+Starts, as subprocesses on free loopback ports:
+
+* the bundled test authorization server (``tests/upstream``, node-oidc-provider, with its
+  ``/__test/`` endpoints on),
+* the gateway (``dcr-gateway run -c <temporary config>``, the shipped default policy),
+* the minimal aiohttp reverse proxy of ``bench/minimal_proxy.py``,
+
+then measures, in one run and interleaved, so that only ratios are compared:
+
+1. small GETs (``wrk``, or a bounded aiohttp client when ``wrk`` is missing) of
+   ``/__test/echo`` against the upstream directly, the minimal proxy and the gateway;
+2. registration latency: sequential ``POST /reg`` of a realistic MCP-client body, p50/p99;
+3. registration throughput with some concurrency.
+
+Everything it starts is stopped in ``finally``; every load loop is bounded in count and
+time. Nothing here is a pass/fail test: it prints numbers and ratios.
+
+    .venv/bin/python bench/proxy_bench.py [--duration 10] [--connections 32] [--rounds 3]
+                                          [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.support.upstream import UpstreamServer, free_port  # noqa: E402
+
+POLICY_FILE = REPO / "policies" / "default.yaml"
+MINIMAL_PROXY = BENCH_DIR / "minimal_proxy.py"
+
+#: What an MCP client (here: a native app with a loopback callback) sends to register.
+REGISTRATION_BODY = json.dumps(
+    {
+        "client_name": "bench",
+        "redirect_uris": ["http://127.0.0.1:43210/callback"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "scope": "openid offline_access",
+        "application_type": "native",
+    }
+).encode()
+
+TARGETS = ("direct", "minimal", "gateway")
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT)
+
+
+def spawn(name: str, argv: list[str], workdir: Path) -> Proc:
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+    return Proc(name, process, log_path)
+
+
+def wait_http(url: str, proc: Proc, timeout: float = START_TIMEOUT) -> None:
+    """Until ``url`` answers 200, or fail with the process's output."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited ({proc.process.returncode}):\n{proc.output()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+                last = f"status {response.status}"
+        except (OSError, urllib.error.URLError) as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} not ready at {url} after {timeout:.0f}s ({last}):\n"
+                       f"{proc.output()}")
+
+
+def gateway_command() -> list[str]:
+    """``dcr-gateway`` of this interpreter's environment, else ``python -m gateway``."""
+    beside = Path(sys.executable).parent / "dcr-gateway"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("dcr-gateway")
+    return [found] if found else [sys.executable, "-m", "gateway"]
+
+
+def write_gateway_config(workdir: Path, port: int, upstream: str) -> Path:
+    config = workdir / "gateway.yaml"
+    config.write_text(
+        "\n".join(
+            [
+                f"listen: {{host: 127.0.0.1, port: {port}}}",
+                f"public_url: http://127.0.0.1:{port}",
+                f"upstream: {{url: {json.dumps(upstream)}}}",
+                f"policy_file: {json.dumps(str(POLICY_FILE))}",
+                f"audit: {{sink: {json.dumps(str(workdir / 'audit.jsonl'))}}}",
+                "log_level: warning",
+                "",
+            ]
+        )
+    )
+    return config
+
+
+# --------------------------------------------------------------------------- load: GET
+
+
+def ensure_wrk() -> str | None:
+    """The ``wrk`` binary; installed with apt-get when absent and running as root."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    print("wrk not found: apt-get install -y wrk ...", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in ([apt, "install", "-y", "wrk"], [apt, "update"], [apt, "install", "-y", "wrk"]):
+        try:
+            subprocess.run(argv, env=env, capture_output=True, timeout=180, check=False)
+        except subprocess.TimeoutExpired:
+            return None
+        if shutil.which("wrk"):
+            return shutil.which("wrk")
+    return None
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(wrk: str, url: str, connections: int, threads: int, duration: float) -> dict[str, Any]:
+    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=duration + 30, check=False
+    ).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    if rps is None:
+        raise RuntimeError(f"could not read wrk output:\n{out}")
+    return {
+        "rps": float(rps.group(1)),
+        "requests": int(total.group(1)) if total else None,
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": socket_errors.group(1).strip() if socket_errors else "",
+        "p50_ms": _ms(p50.group(1)) if p50 else float("nan"),
+        "p99_ms": _ms(p99.group(1)) if p99 else float("nan"),
+    }
+
+
+async def _python_load(url: str, connections: int, duration: float) -> dict[str, Any]:
+    """A bounded aiohttp load generator: ``connections`` workers for ``duration`` seconds
+    (and at most 1,000,000 requests). Far slower than wrk; it shares the cores too."""
+    cap = 1_000_000
+    done = errors = 0
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        deadline = time.perf_counter() + duration
+
+        async def worker() -> None:
+            nonlocal done, errors
+            while time.perf_counter() < deadline and done + errors < cap:
+                t0 = time.perf_counter()
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                if ok:
+                    done += 1
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.wait_for(
+            asyncio.gather(*(worker() for _ in range(connections))), duration + 30
+        )
+        elapsed = time.perf_counter() - started
+    return {
+        "rps": done / elapsed,
+        "requests": done + errors,
+        "errors": errors,
+        "socket_errors": "",
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+def run_load(loadgen: str | None, url: str, args: argparse.Namespace, duration: float) -> dict[str, Any]:
+    if loadgen:
+        return run_wrk(loadgen, url, args.connections, args.threads, duration)
+    return asyncio.run(_python_load(url, args.connections, duration))
+
+
+# --------------------------------------------------------------------------- load: registration
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+async def _register_once(session: aiohttp.ClientSession, url: str) -> bool:
+    async with session.post(
+        url, data=REGISTRATION_BODY, headers={"Content-Type": "application/json"}
+    ) as response:
+        await response.read()
+        return response.status == 201
+
+
+async def registration_latency(url: str, count: int, time_limit: float) -> tuple[list[float], int]:
+    """``count`` sequential registrations on one keep-alive connection (bounded in time)."""
+    samples: list[float] = []
+    failures = 0
+    deadline = time.perf_counter() + time_limit
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(count):
+            if time.perf_counter() > deadline:
+                break
+            t0 = time.perf_counter()
+            ok = await _register_once(session, url)
+            samples.append(time.perf_counter() - t0)
+            failures += not ok
+    return samples, failures
+
+
+async def registration_throughput(
+    url: str, total: int, concurrency: int, time_limit: float
+) -> dict[str, Any]:
+    """``total`` registrations by ``concurrency`` workers (bounded in time)."""
+    issued = ok = 0
+    deadline = time.perf_counter() + time_limit
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal issued, ok
+            while issued < total and time.perf_counter() < deadline:
+                issued += 1
+                success = await _register_once(session, url)  # not `ok += await`: lost updates
+                ok += success
+
+        started = time.perf_counter()
+        await asyncio.wait_for(
+            asyncio.gather(*(worker() for _ in range(concurrency))), time_limit + 30
+        )
+        elapsed = time.perf_counter() - started
+    return {"rps": issued / elapsed, "requests": issued, "failures": issued - ok}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
+@dataclass
+class Results:
+    meta: dict[str, Any] = field(default_factory=dict)
+    get_rounds: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {t: [] for t in TARGETS}
+    )
+    reg_latency: dict[str, list[float]] = field(default_factory=lambda: {t: [] for t in TARGETS})
+    reg_failures: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TARGETS})
+    reg_throughput: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {t: [] for t in TARGETS}
+    )
+
+
+def summarize(results: Results) -> dict[str, Any]:
+    get = {}
+    for target in TARGETS:
+        rounds = results.get_rounds[target]
+        get[target] = {
+            "rps_median": statistics.median(r["rps"] for r in rounds),
+            "rps_rounds": [round(r["rps"], 1) for r in rounds],
+            "p50_ms_median": statistics.median(r["p50_ms"] for r in rounds),
+            "p99_ms_median": statistics.median(r["p99_ms"] for r in rounds),
+            "errors": sum(r["errors"] for r in rounds),
+        }
+    g, m, d = (get[t]["rps_median"] for t in ("gateway", "minimal", "direct"))
+    per_round = [
+        ratio(gr["rps"], mr["rps"])
+        for gr, mr in zip(results.get_rounds["gateway"], results.get_rounds["minimal"])
+    ]
+    reg = {}
+    for target in TARGETS:
+        samples = results.reg_latency[target]
+        tp = results.reg_throughput[target]
+        reg[target] = {
+            "count": len(samples),
+            "failures": results.reg_failures[target] + sum(r["failures"] for r in tp),
+            "p50_ms": percentile(samples, 50) * 1000,
+            "p99_ms": percentile(samples, 99) * 1000,
+            "throughput_rps_median": statistics.median(r["rps"] for r in tp) if tp else float("nan"),
+            "throughput_rounds": [round(r["rps"], 1) for r in tp],
+        }
+    return {
+        "get": get,
+        "get_ratios": {
+            "gateway/minimal": ratio(g, m),
+            "gateway/direct": ratio(g, d),
+            "minimal/direct": ratio(m, d),
+            "gateway/minimal per round": [round(x, 3) for x in per_round],
+        },
+        "registration": reg,
+        "registration_ratios": {
+            "p50 gateway/direct": ratio(reg["gateway"]["p50_ms"], reg["direct"]["p50_ms"]),
+            "p99 gateway/direct": ratio(reg["gateway"]["p99_ms"], reg["direct"]["p99_ms"]),
+            "p50 gateway/minimal": ratio(reg["gateway"]["p50_ms"], reg["minimal"]["p50_ms"]),
+            "throughput gateway/direct": ratio(
+                reg["gateway"]["throughput_rps_median"], reg["direct"]["throughput_rps_median"]
+            ),
+            "throughput gateway/minimal": ratio(
+                reg["gateway"]["throughput_rps_median"], reg["minimal"]["throughput_rps_median"]
+            ),
+        },
+    }
+
+
+def report(summary: dict[str, Any], meta: dict[str, Any]) -> None:
+    get = summary["get"]
+    gr = summary["get_ratios"]
+    print_table(
+        f"Pass-through: GET {meta['path']} ({meta['loadgen']}, {meta['connections']} connections, "
+        f"{meta['duration']:g}s x {meta['rounds']} rounds, median)",
+        ["target", "requests/s", "per round", "p50 ms", "p99 ms", "errors"],
+        [
+            [
+                {"direct": "upstream direct", "minimal": "minimal aiohttp proxy",
+                 "gateway": "dcr-gateway"}[t],
+                f"{get[t]['rps_median']:.0f}",
+                " / ".join(f"{x:.0f}" for x in get[t]["rps_rounds"]),
+                f"{get[t]['p50_ms_median']:.2f}",
+                f"{get[t]['p99_ms_median']:.2f}",
+                str(get[t]["errors"]),
+            ]
+            for t in TARGETS
+        ],
+    )
+    print_table(
+        "Pass-through ratios (same run)",
+        ["ratio", "value"],
+        [
+            ["gateway / minimal proxy", f"{gr['gateway/minimal']:.3f}"],
+            ["gateway / direct", f"{gr['gateway/direct']:.3f}"],
+            ["minimal proxy / direct", f"{gr['minimal/direct']:.3f}"],
+            ["gateway / minimal, per round",
+             " / ".join(f"{x:.3f}" for x in gr["gateway/minimal per round"])],
+        ],
+    )
+    reg = summary["registration"]
+    rr = summary["registration_ratios"]
+    print_table(
+        f"Registration: POST /reg, {meta['registrations']} sequential (latency) and "
+        f"{meta['reg_total']} with concurrency {meta['reg_concurrency']} (throughput, median of "
+        f"{meta['rounds']})",
+        ["target", "n", "p50 ms", "p99 ms", "registrations/s", "failures"],
+        [
+            [
+                {"direct": "upstream direct", "minimal": "minimal aiohttp proxy",
+                 "gateway": "dcr-gateway"}[t],
+                str(reg[t]["count"]),
+                f"{reg[t]['p50_ms']:.2f}",
+                f"{reg[t]['p99_ms']:.2f}",
+                f"{reg[t]['throughput_rps_median']:.0f}",
+                str(reg[t]["failures"]),
+            ]
+            for t in TARGETS
+        ],
+    )
+    print_table(
+        "Registration ratios (same run)",
+        ["ratio", "value"],
+        [[k, f"{v:.3f}"] for k, v in rr.items()],
+    )
+    goal = gr["gateway/minimal"]
+    print(
+        f"\nGoal: pass-through >= 0.90x the minimal proxy: {goal:.3f}x -> "
+        f"{'met' if goal >= 0.9 else 'NOT met'}"
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="dcr-gateway pass-through and registration bench")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per GET round")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent GET connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target")
+    parser.add_argument("--path", default="/__test/echo", help="path of the small GET")
+    parser.add_argument("--registrations", type=int, default=300, help="sequential POST /reg")
+    parser.add_argument("--reg-total", type=int, default=400, help="POST /reg per throughput round")
+    parser.add_argument("--reg-concurrency", type=int, default=8)
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args()
+    if not (0 < args.duration <= 120 and 0 < args.rounds <= 10 and 0 < args.connections <= 1024):
+        parser.error("--duration 0..120, --rounds 1..10, --connections 1..1024")
+
+    wrk = None
+    if args.loadgen in ("auto", "wrk"):
+        wrk = ensure_wrk()
+        if wrk is None and args.loadgen == "wrk":
+            parser.error("wrk is not installed and could not be installed")
+    loadgen_name = "wrk -t%d" % args.threads if wrk else "python aiohttp client"
+    if wrk is None:
+        print("wrk unavailable: using the (slower) Python load generator", flush=True)
+
+    started_at = time.monotonic()
+    results = Results()
+    procs: list[Proc] = []
+    upstream = UpstreamServer()
+    with tempfile.TemporaryDirectory(prefix="dcr-bench-") as tmp:
+        workdir = Path(tmp)
+        try:
+            gateway_port, minimal_port = free_port(), free_port()
+            gateway_url = f"http://127.0.0.1:{gateway_port}"
+            minimal_url = f"http://127.0.0.1:{minimal_port}"
+            # The issuer is the gateway's URL, as in a real deployment behind it.
+            upstream.start(issuer=gateway_url, test_endpoints=True)
+            config = write_gateway_config(workdir, gateway_port, upstream.url)
+            procs.append(spawn("gateway", [*gateway_command(), "run", "-c", str(config)], workdir))
+            procs.append(
+                spawn(
+                    "minimal",
+                    [sys.executable, str(MINIMAL_PROXY), "--port", str(minimal_port),
+                     "--upstream", upstream.url],
+                    workdir,
+                )
+            )
+            bases = {"direct": upstream.url, "minimal": minimal_url, "gateway": gateway_url}
+            wait_http(gateway_url + "/-/healthz", procs[0])
+            for proc, base in zip(procs, (gateway_url, minimal_url)):
+                wait_http(base + args.path, proc)
+            print(f"upstream {upstream.url}, minimal proxy {minimal_url}, gateway {gateway_url}; "
+                  f"load generator: {loadgen_name}", flush=True)
+
+            # ---- pass-through GETs: warm-up, then interleaved rounds
+            for target in TARGETS:
+                run_load(wrk, bases[target] + args.path, args, args.warmup)
+            for round_no in range(args.rounds):
+                for target in TARGETS:
+                    result = run_load(wrk, bases[target] + args.path, args, args.duration)
+                    results.get_rounds[target].append(result)
+                    print(f"  round {round_no + 1} {target:8s} {result['rps']:9.1f} req/s "
+                          f"(errors {result['errors']}{', ' + result['socket_errors'] if result['socket_errors'] else ''})",
+                          flush=True)
+
+            # ---- registrations: warm-up, sequential latency in interleaved blocks, throughput
+            async def registrations() -> None:
+                for target in TARGETS:
+                    await registration_latency(bases[target] + "/reg", 20, 20)
+                blocks = 3
+                per_block = max(1, args.registrations // blocks)
+                for _ in range(blocks):
+                    for target in TARGETS:
+                        samples, failures = await registration_latency(
+                            bases[target] + "/reg", per_block, 60
+                        )
+                        results.reg_latency[target].extend(samples)
+                        results.reg_failures[target] += failures
+                for _ in range(args.rounds):
+                    for target in TARGETS:
+                        results.reg_throughput[target].append(
+                            await registration_throughput(
+                                bases[target] + "/reg", args.reg_total, args.reg_concurrency, 30
+                            )
+                        )
+
+            asyncio.run(registrations())
+        finally:
+            for proc in procs:
+                proc.stop()
+            upstream.stop()
+
+    meta = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "loadgen": loadgen_name,
+        "path": args.path,
+        "connections": args.connections,
+        "duration": args.duration,
+        "rounds": args.rounds,
+        "registrations": args.registrations,
+        "reg_total": args.reg_total,
+        "reg_concurrency": args.reg_concurrency,
+        "elapsed_s": round(time.monotonic() - started_at, 1),
+    }
+    summary = summarize(results)
+    print(f"\n{meta['date']}; {meta['cpus']} CPUs; Python {meta['python']}, aiohttp "
+          f"{meta['aiohttp']}, node {meta['node']}; load generator on the same cores, loopback")
+    report(summary, meta)
+    print(f"\n(total {meta['elapsed_s']} s)")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"meta": meta, "summary": summary,
+                        "raw": {"get_rounds": results.get_rounds,
+                                "reg_throughput": results.reg_throughput}},
+                       indent=2)
+        )
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The policy test cases under tests/policy_cases/, run as data.
+
+Each case file is one policy and many requests with the decision expected for each
+(``gateway.policy.cases``); this module runs every case, checks that ``dcr-gateway
+test-policy`` counts the same cases, and that the cases cover every rule id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.policy import uris
+from gateway.policy.cases import Case, discover, load_cases, run_case
+
+CASES_DIR = Path(__file__).resolve().parents[2] / "policy_cases"
+
+
+def _load_all() -> list[Case]:
+    return [case for path in discover(CASES_DIR) for case in load_cases(path)]
+
+
+ALL_CASES = _load_all()
+
+HYGIENE_RULES = set(uris.RULES)  # includes redirect_uri.loopback_denied
+POST_LOGOUT_RULES = {
+    "post_logout_redirect_uri" + rule.removeprefix("redirect_uri") for rule in uris.RULES
+} | {"post_logout_redirect_uri.blocked", "post_logout_redirect_uri.not_allowed"}
+ENGINE_RULES = {
+    "mode.disabled",
+    "software_statement.not_accepted",
+    "grant_type.not_allowed",
+    "response_type.not_allowed",
+    "grant_type.inconsistent",
+    "redirect_uri.missing",
+    "redirect_uri.blocked",
+    "redirect_uri.not_allowed",
+    "client_name.denied",
+    "client_name.impersonation",
+    "software_id.impersonation",
+    "auth_method.not_allowed",
+    "scope.not_allowed",
+    "jwks.conflict",
+    "metadata_url.invalid",
+}
+BODY_RULES = {
+    "request.invalid_json",
+    "request.duplicate_key",
+    "request.not_object",
+    "metadata.invalid_type",
+}
+ALLOW_RULES = {
+    "allow.open",
+    "allow.managed",
+    "allow.custom",
+    "allow.mixed",
+    "allow.no_redirect_uris",
+}
+REQUIRED_RULES = HYGIENE_RULES | POST_LOGOUT_RULES | ENGINE_RULES | BODY_RULES | ALLOW_RULES
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[case.id for case in ALL_CASES])
+def test_policy_case(case: Case) -> None:
+    outcome = run_case(case)
+    assert outcome.passed, f"{case.id}:\n  " + "\n  ".join(outcome.failures)
+
+
+def test_case_ids_are_unique() -> None:
+    counts = Counter(case.id for case in ALL_CASES)
+    assert [case_id for case_id, n in counts.items() if n > 1] == []
+
+
+def test_cli_counts_the_same_cases(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["test-policy", str(CASES_DIR)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.strip().splitlines()[-1] == f"{len(ALL_CASES)} passed, 0 failed"
+
+
+def test_every_rule_id_has_a_case() -> None:
+    covered = {case.expect.get("rule") for case in ALL_CASES}
+    assert sorted(REQUIRED_RULES - covered) == []
+
+
+def test_every_allow_rule_case_states_matched_and_vendor() -> None:
+    stated = {
+        case.expect["rule"]
+        for case in ALL_CASES
+        if case.expect.get("rule") in ALLOW_RULES
+        and "matched" in case.expect
+        and "vendor" in case.expect
+    }
+    assert stated == ALLOW_RULES
+
+
+def test_every_denial_states_its_wire_error() -> None:
+    incomplete = [
+        case.id
+        for case in ALL_CASES
+        if case.expect.get("decision") == "denied"
+        and not {"rule", "error", "status"} <= set(case.expect)
+    ]
+    assert incomplete == []
+
+
+def test_every_case_states_its_decision() -> None:
+    assert [case.id for case in ALL_CASES if "decision" not in case.expect] == []
+
+
+def test_attacks_are_numerous_and_all_denied() -> None:
+    attacks = [case for case in ALL_CASES if case.file.name == "attacks.yaml"]
+    assert len(attacks) >= 40
+    assert {case.expect["decision"] for case in attacks} == {"denied"}
+
+
+def test_every_managed_entry_has_an_allowed_registration() -> None:
+    from gateway.policy.managed import load_managed
+
+    """By its own pattern (``matched``) or, for a loopback URI that an earlier entry shares,
+    by its client_name (``vendor``)."""
+    allowed = [
+        case
+        for case in ALL_CASES
+        if case.file.name == "managed.yaml" and case.expect.get("decision") == "allowed"
+    ]
+    recognised = {label.removeprefix("managed:") for c in allowed for label in c.expect["matched"]}
+    recognised |= {c.expect["vendor"] for c in allowed if c.expect["vendor"]}
+    assert recognised == {client.id for client in load_managed()}
+
+
+def test_a_failing_case_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The runner really compares: a wrong expectation fails, and the CLI exits 1."""
+    (tmp_path / "wrong.yaml").write_text(
+        "policy: {version: 1}\n"
+        "cases:\n"
+        "  - name: wrong rule\n"
+        "    request: {redirect_uris: ['https://claude.ai/api/mcp/auth_callback']}\n"
+        "    expect: {decision: allowed, rule: allow.custom, vendor: chatgpt}\n"
+        "  - name: a denial without a rule\n"
+        "    request: {redirect_uris: ['https://evil.example/cb']}\n"
+        "    expect: {decision: denied}\n",
+        encoding="utf-8",
+    )
+    first, second = load_cases(tmp_path / "wrong.yaml")
+    assert run_case(first).failures == (
+        "rule: expected 'allow.custom', got 'allow.managed'",
+        "vendor: expected 'chatgpt', got 'claude'",
+    )
+    assert run_case(second).failures == ("a denial must name the rule it expects",)
+    assert main(["test-policy", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "0 passed, 2 failed"
