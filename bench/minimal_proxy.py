@@ -12,8 +12,20 @@ import argparse
 import aiohttp
 from aiohttp import web
 
-HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
-       "transfer-encoding", "upgrade", "host", "content-length"}
+HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
+
+
+SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 
 def filtered(headers):
@@ -22,18 +34,22 @@ def filtered(headers):
 
 def make_app(upstream: str) -> web.Application:
     async def start(app):
-        app["session"] = aiohttp.ClientSession(auto_decompress=False)
+        app[SESSION] = aiohttp.ClientSession(auto_decompress=False)
         yield
-        await app["session"].close()
+        await app[SESSION].close()
 
     async def proxy(request: web.Request) -> web.Response:
         body = await request.read()
-        async with request.app["session"].request(
-            request.method, upstream + request.path_qs, headers=filtered(request.headers),
-            data=body or None, allow_redirects=False,
+        async with request.app[SESSION].request(
+            request.method,
+            upstream + request.path_qs,
+            headers=filtered(request.headers),
+            data=body or None,
+            allow_redirects=False,
         ) as resp:
-            return web.Response(status=resp.status, headers=filtered(resp.headers),
-                                body=await resp.read())
+            return web.Response(
+                status=resp.status, headers=filtered(resp.headers), body=await resp.read()
+            )
 
     app = web.Application()
     app.cleanup_ctx.append(start)
@@ -47,5 +63,10 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:3000")
     args = parser.parse_args()
-    web.run_app(make_app(args.upstream.rstrip("/")), host=args.host, port=args.port,
-                access_log=None, print=None)
+    web.run_app(
+        make_app(args.upstream.rstrip("/")),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+    )

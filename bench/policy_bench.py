@@ -98,8 +98,14 @@ def requests_for(count: int) -> dict[str, tuple[dict[str, Any], str]]:
     would be slowest."""
     last = count - 5
     return {
-        "match (custom)": (_request(f"https://app{last}.example.com/oauth/callback"), "allow.custom"),
-        "no match": (_request("https://evil.example.net/oauth/callback"), "redirect_uri.not_allowed"),
+        "match (custom)": (
+            _request(f"https://app{last}.example.com/oauth/callback"),
+            "allow.custom",
+        ),
+        "no match": (
+            _request("https://evil.example.net/oauth/callback"),
+            "redirect_uri.not_allowed",
+        ),
         "managed (Claude)": (
             {
                 "client_name": "claudeai",
@@ -110,8 +116,10 @@ def requests_for(count: int) -> dict[str, tuple[dict[str, Any], str]]:
             },
             "allow.managed",
         ),
-        "match (private-use)": (_request(f"com.example.app{count - 1}:/cb",
-                                         application_type="native"), "allow.custom"),
+        "match (private-use)": (
+            _request(f"com.example.app{count - 1}:/cb", application_type="native"),
+            "allow.custom",
+        ),
     }
 
 
@@ -126,16 +134,14 @@ def decisions_per_second(
     policy: Policy, metadata: dict[str, Any], repeats: int, min_time: float
 ) -> tuple[float, list[float]]:
     """Median rate over ``repeats`` runs of enough decisions to last ``min_time`` each."""
+
+    def run(iterations: int) -> float:
+        return timed(lambda: [decide(policy, metadata) for _ in range(iterations)])
+
     iterations = 1
-    while True:  # calibrate: bounded, doubles until one run lasts min_time
-        elapsed = timed(lambda: [decide(policy, metadata) for _ in range(iterations)])
-        if elapsed >= min_time or iterations >= 1 << 22:
-            break
+    while run(iterations) < min_time and iterations < 1 << 22:  # calibrate, bounded
         iterations *= 2
-    rates = []
-    for _ in range(repeats):
-        elapsed = timed(lambda: [decide(policy, metadata) for _ in range(iterations)])
-        rates.append(iterations / elapsed)
+    rates = [iterations / run(iterations) for _ in range(repeats)]
     return statistics.median(rates), rates
 
 
@@ -156,8 +162,10 @@ def main() -> int:
             "repeats": args.repeats,
         }
     }
-    print(f"{results['meta']['date']}; Python {results['meta']['python']}; "
-          f"median of {args.repeats} repeats")
+    print(
+        f"{results['meta']['date']}; Python {results['meta']['python']}; "
+        f"median of {args.repeats} repeats"
+    )
 
     # ---- load time
     mapping = policy_mapping(LARGE)
@@ -176,13 +184,19 @@ def main() -> int:
     }
     results["load"] = load
     print(f"\nLoad time, {LARGE:,} custom patterns (goal < {LOAD_GOAL_S:g} s)")
-    print(f"  {'policy_from_mapping (validate, compile, index)':52s} {load['from_mapping_s'] * 1000:8.1f} ms")
+    label = "policy_from_mapping (validate, compile, index)"
+    print(f"  {label:52s} {load['from_mapping_s'] * 1000:8.1f} ms")
     print(f"  {'  first call in the process (+ managed list)':52s} {first * 1000:8.1f} ms")
-    print(f"  {f'load_policy from YAML ({file_kib:.0f} KiB, what run/check do)':52s} "
-          f"{load['from_yaml_file_s'] * 1000:8.1f} ms")
+    print(
+        f"  {f'load_policy from YAML ({file_kib:.0f} KiB, what run/check do)':52s} "
+        f"{load['from_yaml_file_s'] * 1000:8.1f} ms"
+    )
 
     # ---- decisions
-    policies = {SMALL: policy_from_mapping(policy_mapping(SMALL)), LARGE: policy_from_mapping(mapping)}
+    policies = {
+        SMALL: policy_from_mapping(policy_mapping(SMALL)),
+        LARGE: policy_from_mapping(mapping),
+    }
     rows = []
     decisions: dict[str, Any] = {}
     for label in requests_for(SMALL):
@@ -191,34 +205,53 @@ def main() -> int:
             metadata, expected = requests_for(count)[label]
             decision = decide(policy, metadata)
             if decision.rule != expected:
-                raise SystemExit(f"{label} at {count}: expected {expected}, got {decision.rule} "
-                                 f"({decision.description})")
+                raise SystemExit(
+                    f"{label} at {count}: expected {expected}, got {decision.rule} "
+                    f"({decision.description})"
+                )
             rates[count], _ = decisions_per_second(policy, metadata, args.repeats, args.min_time)
         slowdown = rates[SMALL] / rates[LARGE]
-        decisions[label] = {"rule": expected, "per_s_10": rates[SMALL], "per_s_10000": rates[LARGE],
-                            "slowdown_10000_vs_10": slowdown}
+        decisions[label] = {
+            "rule": expected,
+            "per_s_10": rates[SMALL],
+            "per_s_10000": rates[LARGE],
+            "slowdown_10000_vs_10": slowdown,
+        }
         rows.append((label, expected, rates[SMALL], rates[LARGE], slowdown))
     results["decisions"] = decisions
 
-    print(f"\nDecisions per second, decide(policy, metadata) (goal: {LARGE:,} within "
-          f"{DECISION_GOAL:g}x of {SMALL})")
-    header = (f"  {'request':20s} {'rule':26s} {'10 patterns':>12s} {'10,000':>12s} "
-              f"{'us/decision':>12s} {'10 / 10,000':>12s}")
+    print(
+        f"\nDecisions per second, decide(policy, metadata) (goal: {LARGE:,} within "
+        f"{DECISION_GOAL:g}x of {SMALL})"
+    )
+    header = (
+        f"  {'request':20s} {'rule':26s} {'10 patterns':>12s} {'10,000':>12s} "
+        f"{'us/decision':>12s} {'10 / 10,000':>12s}"
+    )
     print(header)
     print("  " + "-" * (len(header) - 2))
     for label, rule, small, large, slowdown in rows:
-        print(f"  {label:20s} {rule:26s} {small:12,.0f} {large:12,.0f} "
-              f"{1e6 / small:5.1f} / {1e6 / large:5.1f} {slowdown:11.2f}x")
+        print(
+            f"  {label:20s} {rule:26s} {small:12,.0f} {large:12,.0f} "
+            f"{1e6 / small:5.1f} / {1e6 / large:5.1f} {slowdown:11.2f}x"
+        )
 
     worst = max(r[4] for r in rows)
     load_ok = max(load["from_mapping_s"], load["from_yaml_file_s"]) < LOAD_GOAL_S
-    print(f"\nGoal: {LARGE:,} patterns load under {LOAD_GOAL_S:g} s: "
-          f"mapping {load['from_mapping_s']:.3f} s, YAML file {load['from_yaml_file_s']:.3f} s -> "
-          f"{'met' if load_ok else 'NOT met'}")
-    print(f"Goal: decisions at {LARGE:,} within {DECISION_GOAL:g}x of {SMALL}: worst "
-          f"{worst:.2f}x -> {'met' if worst <= DECISION_GOAL else 'NOT met'}")
-    results["goals"] = {"load_met": load_ok, "decisions_worst_slowdown": worst,
-                        "decisions_met": worst <= DECISION_GOAL}
+    print(
+        f"\nGoal: {LARGE:,} patterns load under {LOAD_GOAL_S:g} s: "
+        f"mapping {load['from_mapping_s']:.3f} s, YAML file {load['from_yaml_file_s']:.3f} s -> "
+        f"{'met' if load_ok else 'NOT met'}"
+    )
+    print(
+        f"Goal: decisions at {LARGE:,} within {DECISION_GOAL:g}x of {SMALL}: worst "
+        f"{worst:.2f}x -> {'met' if worst <= DECISION_GOAL else 'NOT met'}"
+    )
+    results["goals"] = {
+        "load_met": load_ok,
+        "decisions_worst_slowdown": worst,
+        "decisions_met": worst <= DECISION_GOAL,
+    }
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"results written to {args.json}")

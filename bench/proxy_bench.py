@@ -17,8 +17,8 @@ then measures, in one run and interleaved, so that only ratios are compared:
 Everything it starts is stopped in ``finally``; every load loop is bounded in count and
 time. Nothing here is a pass/fail test: it prints numbers and ratios.
 
-    .venv/bin/python bench/proxy_bench.py [--duration 10] [--connections 32] [--rounds 3]
-                                          [--json results.json]
+    .venv/bin/python bench/proxy_bench.py [--duration 4] [--connections 32] [--rounds 5]
+                                          [--path /__test/echo ...] [--json results.json]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -68,7 +69,13 @@ REGISTRATION_BODY = json.dumps(
 ).encode()
 
 TARGETS = ("direct", "minimal", "gateway")
+#: The cheapest answer the upstream has (served before the provider: the proxies' own cost
+#: dominates), and a real endpoint every MCP client fetches whose answer does not depend
+#: on the request headers (the echo grows with the gateway's forwarding headers).
+DEFAULT_PATHS = ("/__test/echo", "/.well-known/openid-configuration")
 START_TIMEOUT = 30.0
+#: Above this many cores busy with unrelated work during the GET rounds, say so.
+OTHER_LOAD_WARNING = 0.2
 STOP_TIMEOUT = 5.0
 
 
@@ -121,8 +128,9 @@ def wait_http(url: str, proc: Proc, timeout: float = START_TIMEOUT) -> None:
         except (OSError, urllib.error.URLError) as exc:
             last = str(exc)
         time.sleep(0.1)
-    raise RuntimeError(f"{proc.name} not ready at {url} after {timeout:.0f}s ({last}):\n"
-                       f"{proc.output()}")
+    raise RuntimeError(
+        f"{proc.name} not ready at {url} after {timeout:.0f}s ({last}):\n{proc.output()}"
+    )
 
 
 def gateway_command() -> list[str]:
@@ -150,6 +158,43 @@ def write_gateway_config(workdir: Path, port: int, upstream: str) -> Path:
         )
     )
     return config
+
+
+# --------------------------------------------------------------------------- CPU time
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used (Linux ``/proc``), else ``None``.
+
+    CPU time per request is steadier than requests/s on a shared machine: it does not
+    count the time a process waits for a core."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds all cores have spent busy (not idle, not waiting for I/O) since boot."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0]
+        values = [int(v) for v in first.split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(values) - values[3] - values[4]) / _TICK
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (wrk)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 # --------------------------------------------------------------------------- load: GET
@@ -249,7 +294,9 @@ async def _python_load(url: str, connections: int, duration: float) -> dict[str,
     }
 
 
-def run_load(loadgen: str | None, url: str, args: argparse.Namespace, duration: float) -> dict[str, Any]:
+def run_load(
+    loadgen: str | None, url: str, args: argparse.Namespace, duration: float
+) -> dict[str, Any]:
     if loadgen:
         return run_wrk(loadgen, url, args.connections, args.threads, duration)
     return asyncio.run(_python_load(url, args.connections, duration))
@@ -325,19 +372,26 @@ def ratio(a: float, b: float) -> float:
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    line = "  ".join(
+        h.ljust(w) if i == 0 else h.rjust(w)
+        for i, (h, w) in enumerate(zip(header, widths, strict=True))
+    )
     print(line)
     print("  ".join("-" * w for w in widths))
     for row in rows:
-        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 @dataclass
 class Results:
     meta: dict[str, Any] = field(default_factory=dict)
-    get_rounds: dict[str, list[dict[str, Any]]] = field(
-        default_factory=lambda: {t: [] for t in TARGETS}
-    )
+    #: path -> target -> one result per round
+    get_rounds: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     reg_latency: dict[str, list[float]] = field(default_factory=lambda: {t: [] for t in TARGETS})
     reg_failures: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TARGETS})
     reg_throughput: dict[str, list[dict[str, Any]]] = field(
@@ -345,22 +399,57 @@ class Results:
     )
 
 
-def summarize(results: Results) -> dict[str, Any]:
+def _median_or_none(values: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _fmt(value: float | None, spec: str = ".0f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def summarize_get(by_target: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     get = {}
     for target in TARGETS:
-        rounds = results.get_rounds[target]
+        rounds = by_target[target]
         get[target] = {
             "rps_median": statistics.median(r["rps"] for r in rounds),
             "rps_rounds": [round(r["rps"], 1) for r in rounds],
             "p50_ms_median": statistics.median(r["p50_ms"] for r in rounds),
             "p99_ms_median": statistics.median(r["p99_ms"] for r in rounds),
             "errors": sum(r["errors"] for r in rounds),
+            "proxy_cpu_us_median": _median_or_none(r.get("proxy_cpu_us") for r in rounds),
+            "upstream_cpu_us_median": _median_or_none(r.get("upstream_cpu_us") for r in rounds),
         }
     g, m, d = (get[t]["rps_median"] for t in ("gateway", "minimal", "direct"))
     per_round = [
         ratio(gr["rps"], mr["rps"])
-        for gr, mr in zip(results.get_rounds["gateway"], results.get_rounds["minimal"])
+        for gr, mr in zip(by_target["gateway"], by_target["minimal"], strict=True)
     ]
+    other = [
+        r["other_load_cores"] for rs in by_target.values() for r in rs if "other_load_cores" in r
+    ]
+    return {
+        "targets": get,
+        "other_load_cores_mean": statistics.fmean(other) if other else None,
+        "ratios": {
+            # The goal is judged on the median of per-round ratios: the two figures of one
+            # round are taken seconds apart, so drifts in machine load mostly cancel out.
+            "gateway/minimal": statistics.median(per_round),
+            "gateway/minimal, ratio of medians": ratio(g, m),
+            "gateway/direct": ratio(g, d),
+            "minimal/direct": ratio(m, d),
+            "gateway/minimal per round": [round(x, 3) for x in per_round],
+            "cpu per request gateway/minimal": (
+                ratio(get["gateway"]["proxy_cpu_us_median"], get["minimal"]["proxy_cpu_us_median"])
+                if get["gateway"]["proxy_cpu_us_median"] and get["minimal"]["proxy_cpu_us_median"]
+                else None
+            ),
+        },
+    }
+
+
+def summarize(results: Results) -> dict[str, Any]:
     reg = {}
     for target in TARGETS:
         samples = results.reg_latency[target]
@@ -370,17 +459,13 @@ def summarize(results: Results) -> dict[str, Any]:
             "failures": results.reg_failures[target] + sum(r["failures"] for r in tp),
             "p50_ms": percentile(samples, 50) * 1000,
             "p99_ms": percentile(samples, 99) * 1000,
-            "throughput_rps_median": statistics.median(r["rps"] for r in tp) if tp else float("nan"),
+            "throughput_rps_median": statistics.median(r["rps"] for r in tp)
+            if tp
+            else float("nan"),
             "throughput_rounds": [round(r["rps"], 1) for r in tp],
         }
     return {
-        "get": get,
-        "get_ratios": {
-            "gateway/minimal": ratio(g, m),
-            "gateway/direct": ratio(g, d),
-            "minimal/direct": ratio(m, d),
-            "gateway/minimal per round": [round(x, 3) for x in per_round],
-        },
+        "get": {path: summarize_get(rounds) for path, rounds in results.get_rounds.items()},
         "registration": reg,
         "registration_ratios": {
             "p50 gateway/direct": ratio(reg["gateway"]["p50_ms"], reg["direct"]["p50_ms"]),
@@ -396,37 +481,71 @@ def summarize(results: Results) -> dict[str, Any]:
     }
 
 
-def report(summary: dict[str, Any], meta: dict[str, Any]) -> None:
-    get = summary["get"]
-    gr = summary["get_ratios"]
+def report_get(path: str, result: dict[str, Any], meta: dict[str, Any]) -> None:
+    get = result["targets"]
+    gr = result["ratios"]
     print_table(
-        f"Pass-through: GET {meta['path']} ({meta['loadgen']}, {meta['connections']} connections, "
+        f"Pass-through: GET {path} ({meta['loadgen']}, {meta['connections']} connections, "
         f"{meta['duration']:g}s x {meta['rounds']} rounds, median)",
-        ["target", "requests/s", "per round", "p50 ms", "p99 ms", "errors"],
+        [
+            "target",
+            "requests/s",
+            "per round",
+            "p50 ms",
+            "p99 ms",
+            "proxy CPU us/req",
+            "upstream CPU us/req",
+            "errors",
+        ],
         [
             [
-                {"direct": "upstream direct", "minimal": "minimal aiohttp proxy",
-                 "gateway": "dcr-gateway"}[t],
+                {
+                    "direct": "upstream direct",
+                    "minimal": "minimal aiohttp proxy",
+                    "gateway": "dcr-gateway",
+                }[t],
                 f"{get[t]['rps_median']:.0f}",
                 " / ".join(f"{x:.0f}" for x in get[t]["rps_rounds"]),
                 f"{get[t]['p50_ms_median']:.2f}",
                 f"{get[t]['p99_ms_median']:.2f}",
+                "-" if t == "direct" else _fmt(get[t]["proxy_cpu_us_median"]),
+                _fmt(get[t]["upstream_cpu_us_median"]),
                 str(get[t]["errors"]),
             ]
             for t in TARGETS
         ],
     )
     print_table(
-        "Pass-through ratios (same run)",
+        f"Pass-through ratios, GET {path} (same run)",
         ["ratio", "value"],
         [
-            ["gateway / minimal proxy", f"{gr['gateway/minimal']:.3f}"],
+            ["gateway / minimal proxy (median of rounds)", f"{gr['gateway/minimal']:.3f}"],
+            [
+                "gateway / minimal proxy (ratio of medians)",
+                f"{gr['gateway/minimal, ratio of medians']:.3f}",
+            ],
             ["gateway / direct", f"{gr['gateway/direct']:.3f}"],
             ["minimal proxy / direct", f"{gr['minimal/direct']:.3f}"],
-            ["gateway / minimal, per round",
-             " / ".join(f"{x:.3f}" for x in gr["gateway/minimal per round"])],
+            [
+                "gateway / minimal, per round",
+                " / ".join(f"{x:.3f}" for x in gr["gateway/minimal per round"]),
+            ],
+            [
+                "proxy CPU per request, gateway / minimal",
+                _fmt(gr["cpu per request gateway/minimal"], ".3f"),
+            ],
         ],
     )
+    other = result.get("other_load_cores_mean")
+    if other is not None:
+        print(f"other processes kept {other:.2f} cores busy on average during these rounds")
+        if other > OTHER_LOAD_WARNING:
+            print("warning: the machine was not quiet; these figures are less reliable")
+
+
+def report(summary: dict[str, Any], meta: dict[str, Any]) -> None:
+    for path, result in summary["get"].items():
+        report_get(path, result, meta)
     reg = summary["registration"]
     rr = summary["registration_ratios"]
     print_table(
@@ -436,8 +555,11 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> None:
         ["target", "n", "p50 ms", "p99 ms", "registrations/s", "failures"],
         [
             [
-                {"direct": "upstream direct", "minimal": "minimal aiohttp proxy",
-                 "gateway": "dcr-gateway"}[t],
+                {
+                    "direct": "upstream direct",
+                    "minimal": "minimal aiohttp proxy",
+                    "gateway": "dcr-gateway",
+                }[t],
                 str(reg[t]["count"]),
                 f"{reg[t]['p50_ms']:.2f}",
                 f"{reg[t]['p99_ms']:.2f}",
@@ -452,11 +574,13 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> None:
         ["ratio", "value"],
         [[k, f"{v:.3f}"] for k, v in rr.items()],
     )
-    goal = gr["gateway/minimal"]
-    print(
-        f"\nGoal: pass-through >= 0.90x the minimal proxy: {goal:.3f}x -> "
-        f"{'met' if goal >= 0.9 else 'NOT met'}"
-    )
+    print()
+    for path, result in summary["get"].items():
+        goal = result["ratios"]["gateway/minimal"]
+        print(
+            f"Goal: pass-through >= 0.90x the minimal proxy, GET {path}: {goal:.3f}x -> "
+            f"{'met' if goal >= 0.9 else 'NOT met'}"
+        )
 
 
 # --------------------------------------------------------------------------- main
@@ -464,28 +588,42 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="dcr-gateway pass-through and registration bench")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per GET round")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per GET round")
     parser.add_argument("--connections", type=int, default=32, help="concurrent GET connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target")
-    parser.add_argument("--path", default="/__test/echo", help="path of the small GET")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per target")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per target")
+    parser.add_argument(
+        "--path",
+        action="append",
+        help=f"path of a small GET (repeatable; default: {' and '.join(DEFAULT_PATHS)})",
+    )
     parser.add_argument("--registrations", type=int, default=300, help="sequential POST /reg")
-    parser.add_argument("--reg-total", type=int, default=400, help="POST /reg per throughput round")
+    parser.add_argument(
+        "--reg-total", type=int, default=1000, help="POST /reg per throughput round"
+    )
     parser.add_argument("--reg-concurrency", type=int, default=8)
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    if not (0 < args.duration <= 120 and 0 < args.rounds <= 10 and 0 < args.connections <= 1024):
-        parser.error("--duration 0..120, --rounds 1..10, --connections 1..1024")
+    args.path = args.path or list(DEFAULT_PATHS)
+    if not all(p.startswith("/") for p in args.path) or len(args.path) > 4:
+        parser.error("--path must start with '/' (at most 4)")
+    if not (
+        0 < args.warmup <= 60
+        and 0 < args.duration <= 120
+        and 0 < args.rounds <= 10
+        and 0 < args.connections <= 1024
+    ):
+        parser.error("--warmup 1..60, --duration 1..120, --rounds 1..10, --connections 1..1024")
 
     wrk = None
     if args.loadgen in ("auto", "wrk"):
         wrk = ensure_wrk()
         if wrk is None and args.loadgen == "wrk":
             parser.error("wrk is not installed and could not be installed")
-    loadgen_name = "wrk -t%d" % args.threads if wrk else "python aiohttp client"
-    if wrk is None:
+    loadgen_name = f"wrk -t{args.threads}" if wrk else "python aiohttp client"
+    if wrk is None and args.loadgen == "auto":
         print("wrk unavailable: using the (slower) Python load generator", flush=True)
 
     started_at = time.monotonic()
@@ -505,28 +643,73 @@ def main() -> int:
             procs.append(
                 spawn(
                     "minimal",
-                    [sys.executable, str(MINIMAL_PROXY), "--port", str(minimal_port),
-                     "--upstream", upstream.url],
+                    [
+                        sys.executable,
+                        str(MINIMAL_PROXY),
+                        "--port",
+                        str(minimal_port),
+                        "--upstream",
+                        upstream.url,
+                    ],
                     workdir,
                 )
             )
             bases = {"direct": upstream.url, "minimal": minimal_url, "gateway": gateway_url}
             wait_http(gateway_url + "/-/healthz", procs[0])
-            for proc, base in zip(procs, (gateway_url, minimal_url)):
-                wait_http(base + args.path, proc)
-            print(f"upstream {upstream.url}, minimal proxy {minimal_url}, gateway {gateway_url}; "
-                  f"load generator: {loadgen_name}", flush=True)
+            for proc, base in zip(procs, (gateway_url, minimal_url), strict=True):
+                for path in args.path:
+                    wait_http(base + path, proc)
+            print(
+                f"upstream {upstream.url}, minimal proxy {minimal_url}, gateway {gateway_url}; "
+                f"load generator: {loadgen_name}",
+                flush=True,
+            )
 
             # ---- pass-through GETs: warm-up, then interleaved rounds
-            for target in TARGETS:
-                run_load(wrk, bases[target] + args.path, args, args.warmup)
-            for round_no in range(args.rounds):
+            for path in args.path:
+                results.get_rounds[path] = {t: [] for t in TARGETS}
                 for target in TARGETS:
-                    result = run_load(wrk, bases[target] + args.path, args, args.duration)
-                    results.get_rounds[target].append(result)
-                    print(f"  round {round_no + 1} {target:8s} {result['rps']:9.1f} req/s "
-                          f"(errors {result['errors']}{', ' + result['socket_errors'] if result['socket_errors'] else ''})",
-                          flush=True)
+                    run_load(wrk, bases[target] + path, args, args.warmup)
+            pids = {
+                "direct": None,
+                "minimal": procs[1].process.pid,
+                "gateway": procs[0].process.pid,
+            }
+            node_pid = upstream._process.pid if upstream._process else None
+            for round_no, path, target in (
+                (r, p, t) for r in range(args.rounds) for p in args.path for t in TARGETS
+            ):
+                before = cpu_seconds(pids[target]), cpu_seconds(node_pid)
+                busy_before, own_before = busy_cpu_seconds(), own_cpu_seconds()
+                t0 = time.monotonic()
+                result = run_load(wrk, bases[target] + path, args, args.duration)
+                elapsed = time.monotonic() - t0
+                after = cpu_seconds(pids[target]), cpu_seconds(node_pid)
+                busy_after, own_after = busy_cpu_seconds(), own_cpu_seconds()
+                count = result["requests"] or 0
+                if None not in (busy_before, busy_after, before[1], after[1]):
+                    ours = own_after - own_before + after[1] - before[1]
+                    if before[0] is not None and after[0] is not None:
+                        ours += after[0] - before[0]
+                    # cores kept busy by processes other than the ones measured
+                    other = (busy_after - busy_before - ours) / elapsed
+                    result["other_load_cores"] = max(0.0, other)
+                for key, b, a in zip(
+                    ("proxy_cpu_us", "upstream_cpu_us"), before, after, strict=True
+                ):
+                    known = a is not None and b is not None and count
+                    result[key] = (a - b) / count * 1e6 if known else None
+                results.get_rounds[path][target].append(result)
+                errors = f"errors {result['errors']}"
+                if result["socket_errors"]:
+                    errors += ", socket errors: " + result["socket_errors"]
+                if result.get("other_load_cores") is not None:
+                    errors += f"; other load {result['other_load_cores']:.2f} cores"
+                print(
+                    f"  round {round_no + 1} {path} {target:8s} {result['rps']:9.1f} req/s "
+                    f"({errors})",
+                    flush=True,
+                )
 
             # ---- registrations: warm-up, sequential latency in interleaved blocks, throughput
             async def registrations() -> None:
@@ -559,11 +742,13 @@ def main() -> int:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(),
         "aiohttp": aiohttp.__version__,
-        "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
+        "node": subprocess.run(
+            ["node", "--version"], capture_output=True, text=True
+        ).stdout.strip(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "loadgen": loadgen_name,
-        "path": args.path,
+        "paths": args.path,
         "connections": args.connections,
         "duration": args.duration,
         "rounds": args.rounds,
@@ -573,16 +758,25 @@ def main() -> int:
         "elapsed_s": round(time.monotonic() - started_at, 1),
     }
     summary = summarize(results)
-    print(f"\n{meta['date']}; {meta['cpus']} CPUs; Python {meta['python']}, aiohttp "
-          f"{meta['aiohttp']}, node {meta['node']}; load generator on the same cores, loopback")
+    print(
+        f"\n{meta['date']}; {meta['cpus']} CPUs; Python {meta['python']}, aiohttp "
+        f"{meta['aiohttp']}, node {meta['node']}; load generator on the same cores, loopback"
+    )
     report(summary, meta)
     print(f"\n(total {meta['elapsed_s']} s)")
     if args.json:
         args.json.write_text(
-            json.dumps({"meta": meta, "summary": summary,
-                        "raw": {"get_rounds": results.get_rounds,
-                                "reg_throughput": results.reg_throughput}},
-                       indent=2)
+            json.dumps(
+                {
+                    "meta": meta,
+                    "summary": summary,
+                    "raw": {
+                        "get_rounds": results.get_rounds,
+                        "reg_throughput": results.reg_throughput,
+                    },
+                },
+                indent=2,
+            )
         )
         print(f"results written to {args.json}")
     return 0

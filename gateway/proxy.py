@@ -9,6 +9,7 @@ cookie jar would leak one user's session into another's request.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -50,11 +51,12 @@ class UpstreamClient:
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
+            # The answer's deadline is one asyncio.timeout per exchange (see send and
+            # pass_through): aiohttp's sock_read re-arms a timer on every chunk received.
             timeout=aiohttp.ClientTimeout(
                 total=None,
                 connect=self.settings.connect_timeout,
                 sock_connect=self.settings.connect_timeout,
-                sock_read=self.settings.timeout,
             ),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             raise_for_status=False,
@@ -86,26 +88,42 @@ class UpstreamClient:
         headers: CIMultiDict[str],
         data: object = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One upstream exchange; connection faults become 502/504 wire errors."""
+        """One upstream exchange whose answer is read whole within ``upstream.timeout``;
+        connection faults become 502/504 wire errors."""
         try:
-            async with self.session.request(
-                method, url, headers=headers, data=data, allow_redirects=False
-            ) as response:
+            async with (
+                asyncio.timeout(self.settings.timeout),
+                self.session.request(
+                    method, url, headers=headers, data=data, allow_redirects=False
+                ) as response,
+            ):
                 yield response
         except TimeoutError as exc:
-            raise GatewayTimeout(
-                "the authorization server did not answer in time", rule=RULE_TIMEOUT
-            ) from exc
+            raise timeout_error() from exc
         except aiohttp.ClientError as exc:
-            raise BadGateway(
-                "the authorization server could not be reached", rule=RULE_UNREACHABLE
-            ) from exc
+            raise unreachable_error() from exc
+
+
+def timeout_error() -> GatewayTimeout:
+    return GatewayTimeout("the authorization server did not answer in time", rule=RULE_TIMEOUT)
+
+
+def unreachable_error() -> BadGateway:
+    return BadGateway("the authorization server could not be reached", rule=RULE_UNREACHABLE)
 
 
 async def relay_response(
-    request: web.Request, response: aiohttp.ClientResponse, request_id: str
+    request: web.Request,
+    response: aiohttp.ClientResponse,
+    request_id: str,
+    deadline: asyncio.Timeout,
+    chunk_timeout: float,
 ) -> web.StreamResponse:
-    """Send the upstream's answer to the client: status, reason, headers, body."""
+    """Send the upstream's answer to the client: status, reason, headers, body.
+
+    A small answer is read within the exchange's ``deadline``; a streamed one lifts it
+    and gives each chunk ``chunk_timeout`` instead, so a long download is not cut short.
+    """
     headers = downstream_response_headers(response.headers)
     headers["X-Request-ID"] = request_id
     length = response.content_length
@@ -118,11 +136,15 @@ async def relay_response(
     stream = web.StreamResponse(status=response.status, reason=response.reason, headers=headers)
     if length is not None:
         stream.content_length = length
+    deadline.reschedule(None)
     await stream.prepare(request)
     try:
-        if not no_body:
-            async for chunk in response.content.iter_chunked(CHUNK):
-                await stream.write(chunk)
+        while not no_body:
+            async with asyncio.timeout(chunk_timeout):
+                chunk = await response.content.readany()
+            if not chunk:
+                break
+            await stream.write(chunk)
         await stream.write_eof()
     except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
         # Headers are out, so no error status can follow: either side broke mid-stream,
