@@ -68,6 +68,16 @@ def test_run_discovers_registration_and_audits_to_stdout(upstream_factory, tmp_p
     assert "registration_endpoint_discovered" in stderr
 
 
+def run_gateway(config: Path) -> subprocess.CompletedProcess[str]:
+    """``dcr-gateway run`` that is expected to exit by itself."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_run_refuses_to_start_without_a_registration_endpoint(tmp_path):
     dead = free_port()
     config = tmp_path / "config.yaml"
@@ -76,12 +86,7 @@ def test_run_refuses_to_start_without_a_registration_endpoint(tmp_path):
         f"upstream: {{url: 'http://127.0.0.1:{dead}', discovery_timeout: 1s}}\n"
         f"policy_file: {ROOT / 'policies' / 'default.yaml'}\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "run", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_gateway(config)
     assert result.returncode == 1
     assert "startup_failed" in result.stderr
     assert "registration_paths" in result.stderr
@@ -90,11 +95,6 @@ def test_run_refuses_to_start_without_a_registration_endpoint(tmp_path):
 def test_run_with_a_bad_config_exits_1(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("upstream: {}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "run", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_gateway(config)
     assert result.returncode == 1
     assert "upstream.url: is required" in result.stderr
