@@ -11,19 +11,41 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.audit import AuditLog
 from gateway.discovery import discover_registration_paths
-from gateway.forwarding import TrustedProxies
+from gateway.errors import InvalidRequest
+from gateway.forwarding import TrustedProxies, request_id
 from gateway.health import READY_CACHE, healthz, not_found, readyz
-from gateway.passthrough import pass_through
+from gateway.passthrough import RULE_TARGET, pass_through
 from gateway.paths import PathMatcher
 from gateway.policy.model import Policy
-from gateway.proxy import UpstreamClient
+from gateway.proxy import UpstreamClient, error_response
 from gateway.registration import handle_registration
 from gateway.runtime import GATEWAY, Gateway
 from gateway.settings import Settings
 from gateway.storage import open_storage
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors aiohttp's router raises itself (a target such as ``OPTIONS *`` that no route
+    can match) answer the same JSON as every other refusal, never text or HTML."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:  # every origin-form path has a route: this target is not one
+            error = InvalidRequest(
+                "the request target must be an absolute path (RFC 9112 §3.2)", rule=RULE_TARGET
+            )
+            return error_response(error, request_id(request.headers))
+        error = InvalidRequest(exc.reason or "the request cannot be served", rule=RULE_TARGET)
+        response = error_response(error, request_id(request.headers))
+        response.set_status(exc.status)
+        return response
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -55,7 +77,7 @@ def create_app(
     settings: Settings, policy: Policy, *, audit: AuditLog | None = None
 ) -> web.Application:
     """Build the gateway application; nothing touches the network until it starts."""
-    app = web.Application()
+    app = web.Application(middlewares=[json_errors])
     app[GATEWAY] = Gateway(
         settings=settings,
         policy=policy,

@@ -117,6 +117,12 @@ class PayloadTooLarge(OAuthError):
     status = 413
 
 
+class RequestTimeout(OAuthError):
+    """The client did not send its whole body in time (RFC 9110 §15.5.9)."""
+
+    status = 408
+
+
 class UnsupportedMediaType(OAuthError):
     """Not ``application/json``, or a content coding (RFC 9110 §15.5.16)."""
 

@@ -15,6 +15,7 @@ import time
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDictProxy
 
 from gateway.audit import RegistrationRecord, log
@@ -24,6 +25,7 @@ from gateway.errors import (
     MethodNotAllowed,
     OAuthError,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 from gateway.forwarding import (
@@ -43,6 +45,8 @@ RULE_METHOD = "request.method"
 RULE_CONTENT_TYPE = "request.content_type"
 RULE_CONTENT_ENCODING = "request.content_encoding"
 RULE_TOO_LARGE = "request.too_large"
+RULE_BODY_TIMEOUT = "request.timeout"
+RULE_FRAMING = "request.bad_framing"
 RULE_DISCONNECTED = "client.disconnected"
 RULE_INTERNAL = "internal.error"
 RULE_RESPONSE_TOO_LARGE = "upstream.response_too_large"
@@ -82,8 +86,20 @@ def check_content_headers(headers: CIMultiDictProxy[str]) -> None:
         )
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing anything over ``limit`` bytes, chunked bodies included."""
+async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The whole body, refusing anything over ``limit`` bytes (chunked bodies included) or
+    taking longer than ``timeout`` seconds: a sender that stalls, or whose chunked framing
+    breaks mid-body, must not hold a handler and its audit event open forever."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout:g} seconds", rule=RULE_BODY_TIMEOUT
+        ) from None
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
     too_large = PayloadTooLarge(
         f"the request body is larger than {limit} bytes", rule=RULE_TOO_LARGE
     )
@@ -98,6 +114,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             if size > limit:
                 raise too_large
             chunks.append(chunk)
+    except HttpProcessingError:
+        raise InvalidRequest(
+            "the request body's framing is invalid (RFC 9112 §7.1)", rule=RULE_FRAMING
+        ) from None
     except (ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
         raise ClientGone from exc
     if declared is not None and size < declared:
@@ -153,7 +173,8 @@ async def _register(
             allow=ALLOW,
         )
     check_content_headers(request.headers)
-    body = await read_body(request, gateway.settings.limits.max_body_bytes)
+    limits = gateway.settings.limits
+    body = await read_body(request, limits.max_body_bytes, limits.body_timeout)
     metadata = parse_body(body)
     record.note_metadata(metadata)
 

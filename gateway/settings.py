@@ -38,6 +38,7 @@ DEFAULT_TIMEOUT = 15.0
 DEFAULT_DISCOVERY_TIMEOUT = 30.0
 DEFAULT_MAX_BODY_BYTES = 65536
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ class Limits:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: Upper bound on a registration *response* read to find the ``client_id``.
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: How long a client may take to send a registration body (slow or broken senders).
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +176,18 @@ def read_settings(document: Document, base_dir: Path, problems: list[Problem]) -
     policy_name = r.require(top, (), "policy_file", as_nonempty_str, "")
     policy_file = (base_dir / policy_name) if policy_name else base_dir
 
-    limits_s = r.section(top.get("limits"), ("limits",), {"max_body_bytes", "max_response_bytes"})
+    limits_s = r.section(
+        top.get("limits"), ("limits",), {"max_body_bytes", "max_response_bytes", "body_timeout"}
+    )
     limits = Limits(
         max_body_bytes=r.get(
             limits_s, ("limits",), "max_body_bytes", as_size, DEFAULT_MAX_BODY_BYTES
         ),
         max_response_bytes=r.get(
             limits_s, ("limits",), "max_response_bytes", as_size, DEFAULT_MAX_RESPONSE_BYTES
+        ),
+        body_timeout=r.get(
+            limits_s, ("limits",), "body_timeout", as_duration, DEFAULT_BODY_TIMEOUT
         ),
     )
     audit_s = r.section(top.get("audit"), ("audit",), {"sink"})

@@ -30,6 +30,7 @@ def make_settings(
     timeout: float = 5.0,
     storage: str = "memory://",
     max_body_bytes: int = 65536,
+    body_timeout: float = 10.0,
     trusted_proxies: tuple[Any, ...] = (),
     public_url: str | None = None,
 ) -> Settings:
@@ -46,7 +47,7 @@ def make_settings(
         policy_file=DEFAULT_POLICY,
         storage=storage,
         trusted_proxies=trusted_proxies,
-        limits=Limits(max_body_bytes=max_body_bytes),
+        limits=Limits(max_body_bytes=max_body_bytes, body_timeout=body_timeout),
         audit=Audit(sink=str(audit_path)),
     )
 

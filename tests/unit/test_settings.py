@@ -461,3 +461,18 @@ def test_ipv6_listen_host_without_public_url(host: str) -> None:
     assert problems == []
     assert settings.public_url.port == 8080
     assert settings.public_url.host == host.strip("'")
+
+
+def test_body_timeout_is_a_duration_with_a_default() -> None:
+    settings, problems = load("upstream: {url: 'http://as'}\npolicy_file: p.yaml\n")
+    assert problems == []
+    assert settings.limits.body_timeout == 10.0
+    settings, problems = load(
+        "upstream: {url: 'http://as'}\npolicy_file: p.yaml\nlimits: {body_timeout: 750ms}\n"
+    )
+    assert problems == []
+    assert settings.limits.body_timeout == 0.75
+    _, problems = load(
+        "upstream: {url: 'http://as'}\npolicy_file: p.yaml\nlimits: {body_timeout: never}\n"
+    )
+    assert [p.path for p in problems] == ["limits.body_timeout"]
