@@ -18,7 +18,7 @@ from gateway.discovery import discover_registration_paths
 from gateway.errors import InvalidRequest
 from gateway.forwarding import TrustedProxies, request_id
 from gateway.health import READY_CACHE, healthz, not_found, readyz
-from gateway.passthrough import RULE_TARGET, pass_through
+from gateway.passthrough import pass_through
 from gateway.paths import PathMatcher
 from gateway.policy.model import Policy
 from gateway.proxy import UpstreamClient, error_response
@@ -26,6 +26,8 @@ from gateway.registration import handle_registration
 from gateway.runtime import GATEWAY, Gateway
 from gateway.settings import Settings
 from gateway.storage import open_storage
+
+RULE_TARGET = "request.target"
 
 
 @web.middleware

@@ -8,30 +8,22 @@ import aiohttp
 from aiohttp import web
 
 from gateway.audit import log
-from gateway.errors import BadGateway, InvalidRequest
-from gateway.forwarding import request_id, upstream_request_headers
-from gateway.proxy import error_response, relay_response, timeout_error, unreachable_error
+from gateway.forwarding import request_id
+from gateway.proxy import (
+    error_response,
+    internal_error,
+    relay_response,
+    timeout_error,
+    unreachable_error,
+)
 from gateway.runtime import Gateway
-
-RULE_TARGET = "request.target"
 
 
 async def pass_through(request: web.Request, gateway: Gateway) -> web.StreamResponse:
     """Stream the request to the upstream and its answer back, untouched but for
     hop-by-hop and forwarding headers (RFC 9110 §7.6)."""
     rid = request_id(request.headers)
-    if not request.rel_url.raw_path.startswith("/"):
-        return error_response(
-            InvalidRequest("the request target must be an absolute path", rule=RULE_TARGET), rid
-        )
-    headers = upstream_request_headers(
-        request.headers,
-        peer=request.remote,
-        trusted=gateway.trusted.trusts(request.remote),
-        public_url=gateway.settings.public_url,
-        request_id=rid,
-        preserve_host=gateway.settings.upstream.preserve_host,
-    )
+    headers = gateway.upstream_headers(request, rid)
     data = None
     if request.body_exists:
         data = request.content
@@ -59,6 +51,4 @@ async def pass_through(request: web.Request, gateway: Gateway) -> web.StreamResp
         return error_response(unreachable_error(), rid)
     except Exception:
         log().exception("pass_through_failed", request_id=rid, path=request.rel_url.raw_path)
-        return error_response(
-            BadGateway("the gateway could not complete the request", rule="internal.error"), rid
-        )
+        return error_response(internal_error(), rid)

@@ -29,6 +29,7 @@ CHUNK = 64 * 1024
 
 RULE_UNREACHABLE = "upstream.unreachable"
 RULE_TIMEOUT = "upstream.timeout"
+RULE_INTERNAL = "internal.error"
 
 
 class UpstreamClient:
@@ -110,6 +111,11 @@ def timeout_error() -> GatewayTimeout:
 
 def unreachable_error() -> BadGateway:
     return BadGateway("the authorization server could not be reached", rule=RULE_UNREACHABLE)
+
+
+def internal_error() -> BadGateway:
+    """An unexpected fault, answered 502 rather than 500 (it is logged where caught)."""
+    return BadGateway("the gateway could not complete the request", rule=RULE_INTERNAL)
 
 
 async def relay_response(

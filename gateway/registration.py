@@ -31,12 +31,11 @@ from gateway.errors import (
 from gateway.forwarding import (
     downstream_response_headers,
     request_id,
-    upstream_request_headers,
 )
 from gateway.metadata import parse_body, serialize
 from gateway.policy.decision import RequestContext
 from gateway.policy.engine import decide
-from gateway.proxy import error_response
+from gateway.proxy import error_response, internal_error
 from gateway.runtime import Gateway
 
 ALLOW = "POST, OPTIONS"
@@ -48,7 +47,6 @@ RULE_TOO_LARGE = "request.too_large"
 RULE_BODY_TIMEOUT = "request.timeout"
 RULE_FRAMING = "request.bad_framing"
 RULE_DISCONNECTED = "client.disconnected"
-RULE_INTERNAL = "internal.error"
 RULE_RESPONSE_TOO_LARGE = "upstream.response_too_large"
 
 
@@ -125,17 +123,23 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_answer(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """The upstream's whole answer, at most ``limit`` bytes (``read(n)`` alone may stop
-    at whatever happens to be buffered)."""
+async def read_answer(
+    stream: aiohttp.StreamReader, limit: int, declared: int | None = None
+) -> bytes:
+    """The upstream's whole answer, at most ``limit`` bytes, refused up front when its
+    ``Content-Length`` already says more (``read(n)`` alone may stop at whatever happens
+    to be buffered)."""
+    too_large = BadGateway(
+        "the authorization server's answer was too large", rule=RULE_RESPONSE_TOO_LARGE
+    )
+    if declared is not None and declared > limit:
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     while chunk := await stream.readany():
         size += len(chunk)
         if size > limit:
-            raise BadGateway(
-                "the authorization server's answer was too large", rule=RULE_RESPONSE_TOO_LARGE
-            )
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -196,27 +200,14 @@ async def _register(
     if _client_gone(request):
         raise ClientGone
 
-    headers = upstream_request_headers(
-        request.headers,
-        peer=request.remote,
-        trusted=gateway.trusted.trusts(request.remote),
-        public_url=gateway.settings.public_url,
-        request_id=record.request_id,
-        preserve_host=gateway.settings.upstream.preserve_host,
-    )
+    headers = gateway.upstream_headers(request, record.request_id)
     headers["Content-Type"] = "application/json"
     headers["Content-Length"] = str(len(payload))
     upstream = gateway.upstream
     limit = gateway.settings.limits.max_response_bytes
     async with upstream.send("POST", upstream.url_for(request.rel_url), headers, payload) as answer:
         record.upstream_status = answer.status
-        declared = answer.content_length
-        if declared is not None and declared > limit:
-            raise BadGateway(
-                "the authorization server's answer was too large",
-                rule=RULE_RESPONSE_TOO_LARGE,
-            )
-        answer_body = await read_answer(answer.content, limit)
+        answer_body = await read_answer(answer.content, limit, answer.content_length)
         summarize_answer(answer_body, record)
         out_headers = downstream_response_headers(answer.headers)
         out_headers["X-Request-ID"] = record.request_id
@@ -259,9 +250,9 @@ async def handle_registration(request: web.Request, gateway: Gateway) -> web.Str
         )
     except Exception:
         log().exception("registration_failed", request_id=record.request_id)
-        error = BadGateway("the gateway could not complete the request", rule=RULE_INTERNAL)
+        error = internal_error()
         record.decision = "error"
-        record.rule = RULE_INTERNAL
+        record.rule = error.rule
         record.error = error.error
         record.error_description = error.description
         record.status = error.status

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.audit import AuditLog
-from gateway.forwarding import TrustedProxies
+from gateway.forwarding import TrustedProxies, upstream_request_headers
 from gateway.paths import PathMatcher
 from gateway.policy.model import Policy
 from gateway.proxy import UpstreamClient
@@ -30,6 +31,19 @@ class Gateway:
     storage: Storage
     trusted: TrustedProxies
     registration_paths: PathMatcher
+
+    def upstream_headers(self, request: web.Request, request_id: str) -> CIMultiDict[str]:
+        """The headers sent upstream for ``request`` (see
+        :func:`gateway.forwarding.upstream_request_headers`)."""
+        peer = request.remote
+        return upstream_request_headers(
+            request.headers,
+            peer=peer,
+            trusted=self.trusted.trusts(peer),
+            public_url=self.settings.public_url,
+            request_id=request_id,
+            preserve_host=self.settings.upstream.preserve_host,
+        )
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
