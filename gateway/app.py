@@ -1,9 +1,10 @@
 """``create_app(settings, policy)``: wiring only.
 
-One catch-all route sends registration requests to the guarded handler and everything
-else to the transparent proxy; the gateway's own endpoints live under ``/-/``.
-Resources (the upstream client, storage, the audit sink) are opened and closed in
-``cleanup_ctx``.
+One catch-all route classifies each request once (:mod:`gateway.http.routes`) and sends
+registration requests to the guarded handler and everything else to the transparent
+proxy; the gateway's own endpoints live under ``/-/``.  Each resource (the upstream client,
+the storage, the audit sink, the discovered registration endpoint) has its own
+``cleanup_ctx``, so a start-up that fails half way closes exactly what was opened.
 """
 
 from __future__ import annotations
@@ -13,21 +14,20 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.audit import AuditLog
-from gateway.discovery import discover_registration_paths
-from gateway.errors import InvalidRequest
-from gateway.forwarding import TrustedProxies, request_id
-from gateway.health import READY_CACHE, healthz, not_found, readyz
-from gateway.passthrough import pass_through
-from gateway.paths import PathMatcher
+from gateway import rules
+from gateway.audit.sink import AuditLog
+from gateway.config.settings import Settings
+from gateway.http.forwarding import TrustedProxies
+from gateway.http.health import READY_CACHE, healthz, not_found, readyz
+from gateway.http.responses import error_response
+from gateway.http.routes import Kind, Router
 from gateway.policy.model import Policy
-from gateway.proxy import UpstreamClient, error_response
-from gateway.registration import handle_registration
-from gateway.runtime import GATEWAY, Gateway
-from gateway.settings import Settings
+from gateway.registration.register import handle_registration
+from gateway.state import GATEWAY, Gateway
 from gateway.storage import open_storage
-
-RULE_TARGET = "request.target"
+from gateway.upstream.client import UpstreamClient
+from gateway.upstream.discovery import discover_registration_paths
+from gateway.upstream.passthrough import pass_through
 
 
 @web.middleware
@@ -39,13 +39,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        rid = request.app[GATEWAY].identify(request).request_id
         if exc.status == 404:  # every origin-form path has a route: this target is not one
-            error = InvalidRequest(
-                "the request target must be an absolute path (RFC 9112 §3.2)", rule=RULE_TARGET
+            error = rules.REQUEST_TARGET.refuse(
+                "the request target must be an absolute path (RFC 9112 §3.2)"
             )
-            return error_response(error, request_id(request.headers))
-        error = InvalidRequest(exc.reason or "the request cannot be served", rule=RULE_TARGET)
-        response = error_response(error, request_id(request.headers))
+            return error_response(error, rid)
+        error = rules.REQUEST_TARGET.refuse(exc.reason or "the request cannot be served")
+        response = error_response(error, rid)
         response.set_status(exc.status)
         return response
 
@@ -54,25 +55,47 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     """Registration paths (however spelled) are guarded; CORS preflights and all other
     paths pass through."""
     gateway = request.app[GATEWAY]
-    if request.method != "OPTIONS" and request.rel_url.raw_path in gateway.registration_paths:
+    target = gateway.router.classify(request.rel_url.raw_path)
+    if target.kind is Kind.REGISTER and request.method != "OPTIONS":
         return await handle_registration(request, gateway)
     return await pass_through(request, gateway)
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    gateway = app[GATEWAY]
-    await gateway.upstream.start()
+async def _upstream(app: web.Application) -> AsyncIterator[None]:
+    upstream = app[GATEWAY].upstream
+    await upstream.start()
     try:
-        if not gateway.registration_paths:
-            paths = await discover_registration_paths(
-                gateway.upstream, gateway.settings.upstream.discovery_timeout
-            )
-            gateway.registration_paths = PathMatcher(paths)
         yield
     finally:
-        await gateway.upstream.close()
-        await gateway.storage.close()
-        gateway.audit.close()
+        await upstream.close()
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    storage = app[GATEWAY].storage
+    try:
+        yield
+    finally:
+        await storage.close()
+
+
+async def _audit(app: web.Application) -> AsyncIterator[None]:
+    audit = app[GATEWAY].audit
+    try:
+        yield
+    finally:
+        audit.close()
+
+
+async def _registration_endpoint(app: web.Application) -> AsyncIterator[None]:
+    """Learn the registration endpoint before serving: without it every registration
+    would pass through unguarded (RFC 8414 §3)."""
+    gateway = app[GATEWAY]
+    if not gateway.router:
+        paths = await discover_registration_paths(
+            gateway.upstream, gateway.settings.upstream.discovery_timeout
+        )
+        gateway.router = Router(paths)
+    yield
 
 
 def create_app(
@@ -87,10 +110,11 @@ def create_app(
         audit=audit or AuditLog(settings.audit.sink),
         storage=open_storage(settings.storage),
         trusted=TrustedProxies(settings.trusted_proxies),
-        registration_paths=PathMatcher(settings.upstream.registration_paths or ()),
+        router=Router(settings.upstream.registration_paths or ()),
     )
     app[READY_CACHE] = {}
-    app.cleanup_ctx.append(_lifecycle)
+    # Order matters: the audit sink outlives everything that may write to it.
+    app.cleanup_ctx.extend([_audit, _storage, _upstream, _registration_endpoint])
     app.router.add_get("/-/healthz", healthz)
     app.router.add_get("/-/readyz", readyz)
     app.router.add_route("*", "/-/{tail:.*}", not_found)

@@ -4,7 +4,12 @@ A refusal is an exception carrying the status, the OAuth ``error`` code, a descr
 that says which rule refused and why, and the stable ``rule`` id that goes into the audit
 event.  The bodies follow RFC 7591 §3.2.2: ``{"error", "error_description"}`` as
 ``application/json`` with ``Cache-Control: no-store``.  Nothing here knows about aiohttp,
-so the pure policy engine can name errors too; :func:`gateway.proxy.error_response` renders them.
+so the pure policy engine can name errors too; :mod:`gateway.http.responses` renders them.
+
+The description on the wire is restricted to the characters RFC 6749 §5.2 (and RFC 7591
+§3.2.2, which refers to it) allow: ``%x20-21 / %x23-5B / %x5D-7E``.  Client-supplied text
+inside it (a name, a URI) is escaped to that set by :func:`wire_description`; the full
+description, with the offending value as sent, goes into the audit event instead.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import ClassVar
+
+#: Longest ``error_description`` sent on the wire; the audit event keeps the whole text.
+MAX_WIRE_DESCRIPTION = 500
 
 NO_STORE_HEADERS: Mapping[str, str] = {
     "Content-Type": "application/json",
@@ -40,9 +48,8 @@ class OAuthError(Exception):
 
     def body(self) -> bytes:
         return json.dumps(
-            {"error": self.error, "error_description": self.description},
-            ensure_ascii=False,
-        ).encode()
+            {"error": self.error, "error_description": wire_description(self.description)}
+        ).encode("ascii")
 
     def headers(self) -> dict[str, str]:
         return {**NO_STORE_HEADERS, **self.extra_headers}
@@ -155,3 +162,28 @@ class GatewayTimeout(TemporarilyUnavailable):
     """The upstream did not answer within ``upstream.timeout``."""
 
     status = 504
+
+
+def internal_error() -> BadGateway:
+    """An unexpected fault, answered 502 rather than 500 (it is logged where caught)."""
+    return BadGateway("the gateway could not complete the request", rule="internal.error")
+
+
+_WIRE_SAFE = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
+_WIRE_WORDS = {"\u00a7": "section ", '"': "'"}
+
+
+def wire_description(text: str) -> str:
+    """``text`` within RFC 6749 §5.2's ``error_description`` character set.
+
+    ``§`` becomes ``section``, a double quote a single one, and every other character
+    outside ``%x20-21 / %x23-5B / %x5D-7E`` (non-ASCII, controls, backslash) its ``U+XXXX``
+    name, so a client-supplied value can neither break the set nor hide what it contained.
+    """
+    if len(text) > MAX_WIRE_DESCRIPTION:
+        text = text[: MAX_WIRE_DESCRIPTION - 3] + "..."
+    if all(ch in _WIRE_SAFE for ch in text):
+        return text
+    return "".join(
+        ch if ch in _WIRE_SAFE else _WIRE_WORDS.get(ch, f"U+{ord(ch):04X}") for ch in text
+    )

@@ -31,13 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import OAuthError
-from gateway.metadata import check_types, parse_body
-from gateway.policy.decision import Decision, RequestContext
-from gateway.policy.engine import decide
+from gateway.config.yamlsource import ConfigError, Problem, load_file
+from gateway.policy.decision import Decision
+from gateway.policy.judge import judge, judge_body
 from gateway.policy.loader import load_policy, policy_from_mapping
 from gateway.policy.model import Policy
-from gateway.yamlsource import ConfigError, Problem, load_file
 
 _EXPECT_KEYS = {
     "decision",
@@ -79,15 +77,9 @@ class Outcome:
 
 def evaluate(policy: Policy, request: dict[str, Any] | None, request_json: str | None) -> Decision:
     """What the gateway would decide for this body: hygiene first, then the policy."""
-    try:
-        if request_json is not None:
-            metadata = parse_body(request_json.encode("utf-8"))
-        else:
-            metadata = dict(request or {})
-            check_types(metadata)
-    except OAuthError as error:
-        return Decision.deny(error, {})
-    return decide(policy, metadata, RequestContext())
+    if request_json is not None:
+        return judge_body(policy, request_json.encode("utf-8"))
+    return judge(policy, dict(request or {}))
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -166,6 +158,22 @@ def run_case(case: Case) -> Outcome:
     if not failures and decision.allowed is False and "rule" not in expect:
         failures.append("a denial must name the rule it expects")
     return Outcome(case, decision, tuple(failures))
+
+
+def decision_fields(decision: Decision) -> dict[str, Any]:
+    """A decision as JSON-ready fields (``explain --json``)."""
+    return {
+        "decision": "allowed" if decision.allowed else "denied",
+        "rule": decision.rule,
+        "error": decision.error.error if decision.error else None,
+        "status": decision.error.status if decision.error else None,
+        "description": decision.description,
+        "matched": list(decision.matched),
+        "vendor": decision.vendor,
+        "dropped_redirect_uris": list(decision.dropped_redirect_uris),
+        "notes": list(decision.notes),
+        "forwarded": decision.metadata if decision.allowed else None,
+    }
 
 
 def describe(decision: Decision) -> str:

@@ -23,19 +23,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import rules
 from gateway.errors import (
-    AccessDenied,
     InvalidClientMetadata,
     InvalidRedirectURI,
     OAuthError,
-    UnapprovedSoftwareStatement,
 )
 from gateway.policy.decision import Decision, RequestContext
 from gateway.policy.model import ManagedClient, Mode, OnExcess, OnMismatch, Policy
 from gateway.policy.names import has_hidden_characters, normalize_name
 from gateway.policy.patterns import LoopbackMode
-from gateway.policy.uris import RedirectURI, URIRefusal, parse_redirect_uri
 from gateway.policy.urls import check_https_url
+from gateway.uri.parse import RedirectURI, URIRefusal, parse_redirect_uri
 
 #: Grant types whose flows send the user agent to a redirect URI (RFC 7591 §2).
 REDIRECT_GRANTS = frozenset({"authorization_code", "implicit"})
@@ -82,9 +81,7 @@ def decide(
     try:
         if policy.mode is Mode.DISABLED:
             raise _Refused(
-                AccessDenied(
-                    "dynamic client registration is disabled by policy", rule="mode.disabled"
-                )
+                rules.MODE_DISABLED.refuse("dynamic client registration is disabled by policy")
             )
         _software_statement(work)
         grants = _grant_and_response_types(policy, work)
@@ -137,10 +134,9 @@ def _allow_description(policy: Policy, work: _Work) -> str:
 def _software_statement(work: _Work) -> None:
     if "software_statement" in work.metadata:
         raise _Refused(
-            UnapprovedSoftwareStatement(
+            rules.SOFTWARE_STATEMENT_NOT_ACCEPTED.refuse(
                 "software statements are not accepted here: their claims would override "
-                "the metadata this policy judged (RFC 7591 §2.3)",
-                rule="software_statement.not_accepted",
+                "the metadata this policy judged (RFC 7591 §2.3)"
             )
         )
 
@@ -160,31 +156,25 @@ def _grant_and_response_types(policy: Policy, work: _Work) -> frozenset[str]:
     grants: list[str] = md["grant_types"]
     responses: list[str] = md["response_types"]
     if not grants:
-        raise _Refused(
-            InvalidClientMetadata("grant_types must not be empty", rule="grant_type.not_allowed")
-        )
+        raise _Refused(rules.GRANT_TYPE_NOT_ALLOWED.refuse("grant_types must not be empty"))
     for grant in grants:
         if grant not in allowed_grants:
             raise _Refused(
-                InvalidClientMetadata(
-                    f"grant type {grant!r} is not allowed; allowed: {_listing(allowed_grants)}",
-                    rule="grant_type.not_allowed",
+                rules.GRANT_TYPE_NOT_ALLOWED.refuse(
+                    f"grant type {_show(grant)} is not allowed; allowed: {_listing(allowed_grants)}"
                 )
             )
     for response in responses:
         if response not in allowed_responses:
             raise _Refused(
-                InvalidClientMetadata(
-                    f"response type {response!r} is not allowed; allowed: "
-                    f"{_listing(allowed_responses)}",
-                    rule="response_type.not_allowed",
+                rules.RESPONSE_TYPE_NOT_ALLOWED.refuse(
+                    f"response type {_show(response)} is not allowed; allowed: "
+                    f"{_listing(allowed_responses)}"
                 )
             )
     problem = _inconsistency(set(grants), responses)
     if problem:
-        raise _Refused(
-            InvalidClientMetadata(f"{problem} (RFC 7591 §2.1)", rule="grant_type.inconsistent")
-        )
+        raise _Refused(rules.GRANT_TYPE_INCONSISTENT.refuse(f"{problem} (RFC 7591 §2.1)"))
     return frozenset(grants)
 
 

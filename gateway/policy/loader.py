@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.policy.managed import build_index, load_managed
+from gateway.config.reader import Reader, as_choice, as_int, as_nonempty_str
+from gateway.config.yamlsource import ConfigError, Document, KeyPath, Problem, load_file
+from gateway.policy.managed import build_index, load_managed, managed_source
 from gateway.policy.model import (
     ClientPolicy,
     ManagedClient,
@@ -30,8 +32,6 @@ from gateway.policy.model import (
 )
 from gateway.policy.names import compile_name_glob
 from gateway.policy.patterns import LoopbackMode, PatternError, PatternSet, compile_pattern
-from gateway.validate import Reader, as_choice, as_int, as_nonempty_str
-from gateway.yamlsource import ConfigError, Document, KeyPath, Problem, load_file
 
 AUTH_METHODS = frozenset(
     {
@@ -237,14 +237,28 @@ class _PolicyReader:
         return tuple(self.r.items(section[key], (*path, key), parse))
 
 
+def policy_revision(policy_bytes: bytes, managed_bytes: bytes) -> str:
+    """SHA-256 (hex) of the policy's bytes followed by the managed list's: the revision
+    every audit event carries, so an event says exactly which rules decided it."""
+    digest = hashlib.sha256(policy_bytes)
+    digest.update(managed_bytes)
+    return digest.hexdigest()
+
+
 def read_policy(
     document: Document,
     problems: list[Problem],
-    digest: str,
     clients: tuple[ManagedClient, ...] | None = None,
 ) -> Policy:
-    """Build a policy from a parsed document; problems are appended, not raised."""
+    """Build a policy from a parsed document; problems are appended, not raised.
+
+    The revision is of ``document.raw`` (or, for a document built from data, its canonical
+    JSON) and of the managed list's bytes."""
+    managed_bytes = managed_source() if clients is None else b""
     clients = load_managed() if clients is None else clients
+    source_bytes = document.raw or json.dumps(document.data, sort_keys=True, default=str).encode(
+        "utf-8"
+    )
     if document.data is None and not problems:
         problems.append(Problem("(top level)", "the policy file is empty", document.name))
     (version, mode, loopback, managed_ids, custom, blocked, on_mismatch, client) = _PolicyReader(
@@ -270,19 +284,15 @@ def read_policy(
         client=client,
         managed=index,
         source=document.name,
-        digest=digest,
+        revision=policy_revision(source_bytes, managed_bytes),
     )
 
 
 def load_policy(path: Path) -> Policy:
     """Load and validate a policy file; raise :class:`ConfigError` with every problem."""
     problems: list[Problem] = []
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        digest = ""
     document = load_file(path, problems)
-    policy = read_policy(document, problems, digest)
+    policy = read_policy(document, problems)
     if problems:
         raise ConfigError(problems)
     return policy
@@ -291,8 +301,7 @@ def load_policy(path: Path) -> Policy:
 def policy_from_mapping(data: Mapping[str, Any], name: str = "<inline>") -> Policy:
     """A policy from already-parsed data (inline policies in test cases)."""
     problems: list[Problem] = []
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-    policy = read_policy(Document(dict(data), name), problems, digest)
+    policy = read_policy(Document(dict(data), name), problems)
     if problems:
         raise ConfigError(problems)
     return policy

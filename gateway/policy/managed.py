@@ -13,11 +13,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gateway.config.reader import Reader, as_int, as_nonempty_str
+from gateway.config.yamlsource import ConfigError, Document, KeyPath, Problem, load_file
 from gateway.policy.model import ManagedClient, ManagedIndex
 from gateway.policy.names import normalize_name
 from gateway.policy.patterns import LoopbackMode, PatternError, PatternSet, compile_pattern
-from gateway.validate import Reader, as_int, as_nonempty_str
-from gateway.yamlsource import ConfigError, Document, KeyPath, Problem, load_file
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ENTRY_KEYS = {
@@ -95,14 +95,23 @@ def read_managed(document: Document, problems: list[Problem]) -> tuple[ManagedCl
 
 
 @functools.cache
-def load_managed(path: Path | None = None) -> tuple[ManagedClient, ...]:
-    """The managed list (cached: it only changes with a new release)."""
+def _load(path: Path) -> tuple[tuple[ManagedClient, ...], bytes]:
     problems: list[Problem] = []
-    document = load_file(path or default_path(), problems)
+    document = load_file(path, problems)
     clients = read_managed(document, problems) if not problems else ()
     if problems:
         raise ConfigError(problems)
-    return clients
+    return clients, document.raw
+
+
+def load_managed(path: Path | None = None) -> tuple[ManagedClient, ...]:
+    """The managed list (cached: it only changes with a new release)."""
+    return _load(path or default_path())[0]
+
+
+def managed_source(path: Path | None = None) -> bytes:
+    """The exact bytes :func:`load_managed` parsed, for the policy revision."""
+    return _load(path or default_path())[1]
 
 
 @functools.cache

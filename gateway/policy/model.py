@@ -113,6 +113,7 @@ class Policy:
     redirect_uris: RedirectPolicy
     client: ClientPolicy
     managed: ManagedIndex
-    #: File name (or ``<inline>``) and SHA-256 of its bytes, for audit and reload.
+    #: File name (or ``<inline>``), for audit and reload.
     source: str
-    digest: str
+    #: SHA-256 (hex) of exactly the bytes parsed: the policy file, then the managed list.
+    revision: str

@@ -12,7 +12,7 @@ A pattern is a redirect URI in which ``*`` may stand for something, and nothing 
   for one or more characters other than ``/``, ``?`` and ``#``.
 
 Patterns are normalized and checked by the very parser that reads redirect URIs
-(:func:`gateway.policy.uris.parse_parts`), so a pattern and a URI that look the same are the
+(:func:`gateway.uri.parse.parse_parts`), so a pattern and a URI that look the same are the
 same.  A pattern that could never match a URI that passes the hygiene rules (``http`` on a
 public host, a fragment, ``javascript:``) is a load error, not a silent no-op.
 
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gateway.policy.uris import (
+from gateway.uri.parse import (
     LOOPBACK_DENIED,
     MALFORMED,
     RedirectURI,

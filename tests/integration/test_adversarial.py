@@ -292,7 +292,7 @@ async def test_expect_100_continue_registration(upstream, gateway_factory):
     assert reply.json()["client_id"]
     assert await upstream.aclient_count() == before + 1
     event = only_event(gateway)
-    assert (event["request_id"], event["decision"]) == ("expect-1", "allowed")
+    assert (event["client_request_id"], event["decision"]) == ("expect-1", "allowed")
     assert event["client_id"] == reply.json()["client_id"]
 
 
@@ -356,7 +356,7 @@ async def test_bad_chunk_mid_body_is_answered(upstream, gateway_factory):
     (reply,) = parse_replies(raw)
     assert_gateway_error(reply, 408)
     assert len(events) == 1, events
-    assert events[0]["request_id"] == "midbody-1"
+    assert events[0]["client_request_id"] == "midbody-1"
     assert (events[0]["decision"], events[0]["rule"]) == ("denied", "request.timeout")
     assert events[0]["client_disconnected"] is False
 
@@ -375,16 +375,17 @@ async def test_pipelined_registration_then_get(upstream, gateway_factory):
     )
     first, second = parse_replies(await send_raw(gateway, request))
     assert first.status == 201, first
-    assert first.header("X-Request-ID") == "pipe-reg"
+    assert first.header("X-Request-ID") not in (None, "pipe-reg")
     client_id = first.json()["client_id"]
     assert second.status == 200, second
-    assert second.header("X-Request-ID") == "pipe-get"
+    assert second.header("X-Request-ID") not in (None, "pipe-get")
     echo = second.json()
     assert (echo["method"], echo["path"]) == ("GET", "/__test/echo?n=2")
     assert echo["body_length"] == 0
     assert await upstream.aclient_count() == before + 1
     event = only_event(gateway)
-    assert (event["request_id"], event["client_id"]) == ("pipe-reg", client_id)
+    assert (event["client_request_id"], event["client_id"]) == ("pipe-reg", client_id)
+    assert event["request_id"] == first.header("X-Request-ID")
 
 
 async def test_smuggling_content_length_and_chunked(upstream, gateway_factory):
@@ -600,11 +601,12 @@ async def test_bad_request_id_is_replaced(upstream, gateway_factory, given):
         rid = reply.header("X-Request-ID")
         assert rid and rid != given.strip()
         assert len(rid) == 32 and all(c in "0123456789abcdef" for c in rid), rid
-        if target == "/__test/echo":
-            assert reply.json()["headers"]["x-request-id"] == rid
+        if target == "/__test/echo" and given.isascii():  # upstream gets it as it came
+            assert reply.json()["headers"]["x-request-id"] == given.strip()
     event = only_event(gateway)
     assert event["request_id"] != given
     assert len(event["request_id"]) == 32
+    assert len(event["client_request_id"]) <= 128
 
 
 async def test_request_id_with_crlf_is_replaced(upstream, gateway_factory):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 
 import aiohttp
 import pytest
@@ -177,8 +178,27 @@ async def test_redirects_are_returned_not_followed(upstream, gateway_factory):
             assert response.headers["Location"] == "/somewhere-else"
 
 
-async def test_request_id_is_echoed_and_forwarded(upstream, gateway_factory):
+async def test_an_untrusted_request_id_is_forwarded_but_not_adopted(upstream, gateway_factory):
     gateway = await gateway_factory(upstream.url)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            f"{gateway.url}/__test/echo", headers={"X-Request-ID": "trace-abc.123"}
+        ) as response:
+            echo = await response.json()
+            own = response.headers["X-Request-ID"]
+            assert own != "trace-abc.123" and len(own) == 32
+        assert echo["headers"]["x-request-id"] == "trace-abc.123"
+        async with session.get(f"{gateway.url}/__test/echo") as response:
+            generated = response.headers["X-Request-ID"]
+            echo = await response.json()
+        assert len(generated) == 32
+        assert echo["headers"]["x-request-id"] == generated
+
+
+async def test_a_trusted_proxy_s_request_id_is_adopted(upstream, gateway_factory):
+    gateway = await gateway_factory(
+        upstream.url, trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),)
+    )
     async with aiohttp.ClientSession() as session:
         async with session.get(
             f"{gateway.url}/__test/echo", headers={"X-Request-ID": "trace-abc.123"}
@@ -186,11 +206,6 @@ async def test_request_id_is_echoed_and_forwarded(upstream, gateway_factory):
             echo = await response.json()
             assert response.headers["X-Request-ID"] == "trace-abc.123"
         assert echo["headers"]["x-request-id"] == "trace-abc.123"
-        async with session.get(f"{gateway.url}/__test/echo") as response:
-            generated = response.headers["X-Request-ID"]
-            echo = await response.json()
-        assert len(generated) == 32
-        assert echo["headers"]["x-request-id"] == generated
 
 
 async def test_upstream_down_is_a_json_502(gateway_factory):

@@ -82,7 +82,7 @@ async def test_registration_succeeds_and_is_audited(upstream, gateway_factory):
     )
     assert status == 201, raw
     answer = json.loads(raw)
-    assert headers["X-Request-ID"] == "reg-1"
+    assert headers["X-Request-ID"] != "reg-1" and len(headers["X-Request-ID"]) == 32
     assert upstream.client_count() == before + 1
     assert answer["client_id"] in upstream.client_ids()
 
@@ -103,7 +103,8 @@ async def test_registration_succeeds_and_is_audited(upstream, gateway_factory):
     assert set(event) >= AUDIT_FIELDS
     assert event["event"] == "registration"
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", event["timestamp"])
-    assert event["request_id"] == "reg-1"
+    assert event["request_id"] == headers["X-Request-ID"]
+    assert event["client_request_id"] == "reg-1"
     assert event["client_ip"] == "127.0.0.1"
     assert event["user_agent"] == "itest/1.0"
     assert event["method"] == "POST"
@@ -377,7 +378,7 @@ async def test_client_hanging_up_mid_body_is_audited(upstream, gateway_factory):
             break
         await asyncio.sleep(0.05)
     event = only_event(gateway)
-    assert event["request_id"] == "gone-1"
+    assert event["client_request_id"] == "gone-1"
     assert event["decision"] == "error"
     assert event["rule"] == "client.disconnected"
     assert event["client_disconnected"] is True
@@ -397,8 +398,9 @@ async def test_each_request_gets_exactly_one_event(upstream, gateway_factory):
             for i, b in enumerate(bodies)
         )
     )
-    ids = sorted(e["request_id"] for e in gateway.registrations())
+    ids = sorted(e["client_request_id"] for e in gateway.registrations())
     assert ids == ["r0", "r1", "r2", "r3"]
+    assert len({e["request_id"] for e in gateway.registrations()}) == 4
 
 
 async def test_cors_preflight_passes_through_unaudited(upstream, gateway_factory):

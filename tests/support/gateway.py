@@ -12,10 +12,11 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.app import create_app
-from gateway.audit import AuditLog, configure_logging
+from gateway.audit.logging import configure_logging
+from gateway.audit.sink import AuditLog
+from gateway.config.settings import Audit, Limits, Listen, Settings, Upstream
 from gateway.policy.loader import load_policy, policy_from_mapping
 from gateway.policy.model import Policy
-from gateway.settings import Audit, Limits, Listen, Settings, Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY = ROOT / "policies" / "default.yaml"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.errors import (
+    MAX_WIRE_DESCRIPTION,
     NO_STORE_HEADERS,
     AccessDenied,
     BadGateway,
@@ -24,6 +28,7 @@ from gateway.errors import (
     TemporarilyUnavailable,
     UnapprovedSoftwareStatement,
     UnsupportedMediaType,
+    wire_description,
 )
 
 # class, extra constructor arguments, status, error code, extra headers (the README error table)
@@ -124,20 +129,45 @@ def test_retry_after_is_at_least_one_second(retry_after: int, header: str) -> No
     assert error.headers()["Retry-After"] == header
 
 
+#: RFC 6749 §5.2: error_description = *( %x20-21 / %x23-5B / %x5D-7E )
+WIRE_CHARSET = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+
+
 @pytest.mark.parametrize(
-    ("description", "encoded_part"),
+    ("description", "on_the_wire"),
     [
-        ('a "quoted" value', '"a \\"quoted\\" value"'),
-        ("line\nbreak", '"line\\nbreak"'),
-        ("Caf\u00e9 \u65e5\u672c", '"Caf\u00e9 \u65e5\u672c"'),
-        ("back\\slash", '"back\\\\slash"'),
+        ('a "quoted" value', "a 'quoted' value"),
+        ("line\nbreak", "lineU+000Abreak"),
+        ("Caf\u00e9 \u65e5\u672c", "CafU+00E9 U+65E5U+672C"),
+        ("back\\slash", "backU+005Cslash"),
+        ("RFC 7591 \u00a73.2.2", "RFC 7591 section 3.2.2"),
+        ("claude\u034fai", "claudeU+034Fai"),
+        ("tab\there\x7f", "tabU+0009hereU+007F"),
+        ("plain text, (ok) [ok] {ok} ~ok~", "plain text, (ok) [ok] {ok} ~ok~"),
     ],
-    ids=["quotes", "newline", "unicode", "backslash"],
+    ids=["quotes", "newline", "unicode", "backslash", "section", "cgj", "controls", "plain"],
 )
-def test_body_escapes_and_is_utf8(description: str, encoded_part: str) -> None:
-    body = InvalidClientMetadata(description, rule="r").body()
-    assert encoded_part.encode() in body
-    assert json.loads(body.decode("utf-8"))["error_description"] == description
+def test_wire_description_stays_in_the_rfc_6749_character_set(
+    description: str, on_the_wire: str
+) -> None:
+    error = InvalidClientMetadata(description, rule="r")
+    body = error.body()
+    assert body.isascii()
+    sent = json.loads(body)["error_description"]
+    assert sent == on_the_wire == wire_description(description)
+    assert WIRE_CHARSET.fullmatch(sent)
+    assert error.description == description  # the audit event keeps the whole text
+
+
+def test_wire_description_is_bounded() -> None:
+    sent = wire_description("x" * 5000)
+    assert len(sent) == MAX_WIRE_DESCRIPTION
+    assert sent.endswith("...")
+
+
+@given(st.text())
+def test_any_description_is_wire_safe(text: str) -> None:
+    assert WIRE_CHARSET.fullmatch(wire_description(text))
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.policy import uris
 from gateway.policy.cases import Case, discover, load_cases, run_case
+from gateway.uri import parse as uris
+from tests.support.paths import POLICY_CASES
 
-CASES_DIR = Path(__file__).resolve().parents[2] / "policy_cases"
+CASES_DIR = POLICY_CASES
 
 
 def _load_all() -> list[Case]:

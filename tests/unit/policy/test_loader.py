@@ -10,14 +10,16 @@ from typing import Any
 
 import pytest
 
+from gateway.config.yamlsource import ConfigError
 from gateway.policy.loader import load_policy, policy_from_mapping
 from gateway.policy.managed import build_index, load_managed
 from gateway.policy.model import ClientPolicy, Mode, OnExcess, OnMismatch, ScopePolicy
 from gateway.policy.patterns import LoopbackMode
-from gateway.policy.uris import RedirectURI, parse_redirect_uri
-from gateway.yamlsource import ConfigError
+from gateway.uri.parse import RedirectURI, parse_redirect_uri
+from tests.support.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = ROOT
+MANAGED = REPO / "gateway" / "data" / "mcp-clients.yaml"
 
 
 def problems_of(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -67,8 +69,9 @@ def test_every_default() -> None:
     )
     assert policy.managed is build_index(clients, LoopbackMode.ANY_PORT)
     assert policy.source == "<inline>"
-    expected_digest = hashlib.sha256(json.dumps({"version": 1}, sort_keys=True).encode())
-    assert policy.digest == expected_digest.hexdigest()
+    expected = hashlib.sha256(json.dumps({"version": 1}, sort_keys=True).encode())
+    expected.update(MANAGED.read_bytes())
+    assert policy.revision == expected.hexdigest()
 
 
 def test_empty_sections_are_the_defaults() -> None:
@@ -85,7 +88,7 @@ def test_the_shipped_default_policy() -> None:
     assert len(policy.redirect_uris.managed_ids) == 14
     assert [g.source for g in policy.client.client_name_deny] == ["*admin*"]
     assert policy.source == str(path)
-    assert policy.digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert policy.revision == hashlib.sha256(path.read_bytes() + MANAGED.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -454,8 +457,8 @@ def test_policy_from_mapping_names_and_digests() -> None:
     assert policy.source == "cases.yaml#policy"
     assert policy.mode is Mode.OPEN
     reordered = {"redirect_uris": {"allow": ["https://a.example/cb"]}, "mode": "open", "version": 1}
-    assert policy_from_mapping(reordered).digest == policy.digest
-    assert policy_from_mapping({**data, "mode": "allowlist"}).digest != policy.digest
+    assert policy_from_mapping(reordered).revision == policy.revision
+    assert policy_from_mapping({**data, "mode": "allowlist"}).revision != policy.revision
 
 
 def test_policy_from_mapping_raises_with_every_problem() -> None:
@@ -541,9 +544,12 @@ def test_a_missing_file(tmp_path: Path) -> None:
     assert problems[0].startswith(f"{tmp_path / 'absent.yaml'}: (file): cannot read:")
 
 
-def test_load_policy_digest_is_of_the_bytes(tmp_path: Path) -> None:
+def test_the_revision_is_of_the_policy_bytes_then_the_managed_list(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_bytes(b"version: 1\nmode: open\n")
     policy = load_policy(path)
-    assert policy.digest == hashlib.sha256(b"version: 1\nmode: open\n").hexdigest()
+    expected = hashlib.sha256(b"version: 1\nmode: open\n" + MANAGED.read_bytes()).hexdigest()
+    assert policy.revision == expected
+    path.write_bytes(b"version: 1\nmode: open\n# a comment changes the revision\n")
+    assert load_policy(path).revision != expected
     assert policy.source == str(path)

@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
+from gateway.config.yamlsource import ConfigError, Document, Problem
 from gateway.policy.managed import build_index, default_path, load_managed, read_managed
 from gateway.policy.model import ManagedClient
 from gateway.policy.names import normalize_name
 from gateway.policy.patterns import LoopbackMode, compile_pattern
-from gateway.policy.uris import RedirectURI, parse_redirect_uri
-from gateway.yamlsource import ConfigError, Document, Problem
+from gateway.uri.parse import RedirectURI, parse_redirect_uri
+from tests.support.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = ROOT
 CLIENTS = load_managed()
 IDS = [c.id for c in CLIENTS]
 MCP_REMOTE_ID = "2e6dc280-f3c3-4e01-99a7-8181dbd1d23d"

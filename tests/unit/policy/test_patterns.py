@@ -16,7 +16,7 @@ from gateway.policy.patterns import (
     glob_match,
     loopback_refusal,
 )
-from gateway.policy.uris import RedirectURI, URIRefusal, parse_redirect_uri
+from gateway.uri.parse import RedirectURI, URIRefusal, parse_redirect_uri
 
 
 def uri(raw: str) -> RedirectURI:

@@ -1,0 +1,144 @@
+"""The audit record: what one guarded exchange became, written as exactly one event.
+
+Modelled on OPA's decision log: the input that was judged (without secrets), the result,
+the rule, the policy revision, and what the upstream made of it.  A handler creates one
+:class:`AuditRecord` when the request arrives and fills it through a few methods, one per
+stage (:meth:`note_request`, :meth:`note_decision`, :meth:`note_error`,
+:meth:`note_answer`), so no stage can forget a field another one set.
+
+Field names are a stable interface for SREs: add fields, never rename them.  No field
+carries a client secret, a registration access token, an initial access token or an
+``Authorization`` header: events are built from an explicit list of safe fields, never by
+dumping the request or the upstream's answer.  A field that is ever shortened says so in
+``truncated`` (field name -> its original length), never silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.errors import OAuthError
+    from gateway.policy.decision import Decision
+    from gateway.policy.model import Policy
+
+#: The ``event`` value of a registration decision.
+REGISTRATION_EVENT = "registration"
+
+#: Longest string kept from a client-supplied field; real values are far shorter.
+MAX_TEXT = 2000
+#: Most items kept from a client-supplied list (the policy refuses more than
+#: ``max_redirect_uris`` redirect URIs, so real requests are never cut).
+MAX_ITEMS = 100
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """What one exchange became; filled in as the request goes on."""
+
+    event: str
+    request_id: str
+    client_ip: str | None
+    user_agent: str | None
+    method: str
+    path: str
+    client_request_id: str | None = None
+    decision: str = "error"  # allowed | denied | error
+    rule: str | None = None
+    error: str | None = None
+    error_description: str | None = None
+    status: int | None = None
+    matched: list[str] = field(default_factory=list)
+    vendor: str | None = None
+    dropped_redirect_uris: list[str] = field(default_factory=list)
+    client_name: str | None = None
+    software_id: str | None = None
+    redirect_uris: list[str] | None = None
+    token_endpoint_auth_method: str | None = None
+    grant_types: list[str] | None = None
+    scope: str | None = None
+    policy: str | None = None
+    policy_revision: str | None = None
+    upstream_status: int | None = None
+    upstream_error: str | None = None
+    client_id: str | None = None
+    client_disconnected: bool = False
+    latency_ms: float | None = None
+    truncated: dict[str, int] = field(default_factory=dict)
+
+    def note_policy(self, policy: Policy) -> None:
+        self.policy = policy.source
+        self.policy_revision = policy.revision
+
+    def note_request(self, metadata: Mapping[str, Any]) -> None:
+        """Copy the safe, descriptive fields of the submitted metadata."""
+        self.client_name = self._text("client_name", metadata.get("client_name"))
+        self.software_id = self._text("software_id", metadata.get("software_id"))
+        self.redirect_uris = self._texts("redirect_uris", metadata.get("redirect_uris"))
+        self.token_endpoint_auth_method = self._text(
+            "token_endpoint_auth_method", metadata.get("token_endpoint_auth_method")
+        )
+        self.grant_types = self._texts("grant_types", metadata.get("grant_types"))
+        self.scope = self._text("scope", metadata.get("scope"))
+
+    def note_decision(self, decision: Decision) -> None:
+        """The verdict's rule and what it matched; an allowed decision is ``allowed``."""
+        self.rule = decision.rule
+        self.matched = list(decision.matched)
+        self.vendor = decision.vendor
+        self.dropped_redirect_uris = list(decision.dropped_redirect_uris)
+        if decision.allowed:
+            self.decision = "allowed"
+
+    def note_error(self, error: OAuthError) -> None:
+        """A refusal (4xx, ``denied``) or a fault (5xx, ``error``) and what was answered."""
+        self.decision = "denied" if error.status < 500 else "error"
+        self.rule = error.rule
+        self.error = error.error
+        self.error_description = error.description
+        self.status = error.status
+
+    def note_answer(self, status: int, body: bytes) -> None:
+        """The upstream's status and its ``client_id`` (or ``error`` code); nothing else is
+        kept, because the same body carries the client secret and registration access token.
+        """
+        self.upstream_status = status
+        try:
+            answer = json.loads(body)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(answer, dict):
+            return
+        self.client_id = self._text("client_id", answer.get("client_id"))
+        self.upstream_error = self._text("upstream_error", answer.get("error"))
+
+    def as_fields(self) -> dict[str, Any]:
+        fields = {
+            name: list(value) if isinstance(value, list) else value
+            for name in self.__slots__
+            if name != "event"
+            for value in (getattr(self, name),)
+        }
+        if not self.truncated:
+            del fields["truncated"]
+        return fields
+
+    def _text(self, name: str, value: object) -> str | None:
+        if not isinstance(value, str):
+            return None
+        if len(value) > MAX_TEXT:
+            self.truncated[name] = len(value)
+            return value[:MAX_TEXT]
+        return value
+
+    def _texts(self, name: str, value: object) -> list[str] | None:
+        if not isinstance(value, list):
+            return None
+        items = [v for v in value if isinstance(v, str)]
+        if len(items) > MAX_ITEMS:
+            self.truncated[name] = len(items)
+            items = items[:MAX_ITEMS]
+        return [self._text(f"{name}[{i}]", v) or "" for i, v in enumerate(items)]

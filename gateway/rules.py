@@ -1,0 +1,412 @@
+"""Every rule id the gateway can answer with: id -> wire error, status, stage and meaning.
+
+A rule id is a stable interface: it is what an audit event's ``rule`` says, what a policy
+case expects, and what ``docs/policy.md`` explains.  They are all defined here, once, so a
+reader finds ``redirect_uri.not_allowed`` in one place with its error class (and therefore
+its status) and its meaning; the docs table is generated from this registry
+(``python -m gateway.rules``) and a test fails when the two drift, or when a policy rule has
+no policy case.
+
+Modules refuse through a rule (``MODE_DISABLED.refuse("...")``) rather than naming an error
+class and an id separately, so the pairing cannot differ from one call site to another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from gateway.errors import (
+    AccessDenied,
+    BadGateway,
+    GatewayTimeout,
+    InvalidClientMetadata,
+    InvalidRedirectURI,
+    InvalidRequest,
+    MethodNotAllowed,
+    OAuthError,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnapprovedSoftwareStatement,
+    UnsupportedMediaType,
+)
+
+
+class Stage(StrEnum):
+    """Where a rule is applied; policy and body rules are reachable from policy cases."""
+
+    REQUEST = "request"  # HTTP-level hygiene before the body is read
+    BODY = "body"  # the JSON body and RFC 7591 types
+    POLICY = "policy"  # the policy engine's decision
+    GATEWAY = "gateway"  # controls around the decision (limits, tokens)
+    UPSTREAM = "upstream"  # the authorization server's side
+    ALLOW = "allow"  # the rule that allowed a request
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    error: type[OAuthError] | None
+    stage: Stage
+    meaning: str
+
+    @property
+    def status(self) -> int | None:
+        return self.error.status if self.error is not None else None
+
+    def refuse(self, description: str, **extra: Any) -> OAuthError:
+        """The wire error for this rule, with ``description`` saying why."""
+        if self.error is None:
+            raise TypeError(f"{self.id} allows; it cannot refuse")
+        return self.error(description, rule=self.id, **extra)
+
+
+RULES: dict[str, Rule] = {}
+
+
+def _rule(rule_id: str, error: type[OAuthError] | None, stage: Stage, meaning: str) -> Rule:
+    if rule_id in RULES:
+        raise ValueError(f"rule {rule_id} defined twice")
+    rule = Rule(rule_id, error, stage, meaning)
+    RULES[rule_id] = rule
+    return rule
+
+
+def get(rule_id: str) -> Rule:
+    """The rule with this id; unknown ids are a programming error."""
+    return RULES[rule_id]
+
+
+def by_stage(stage: Stage) -> Iterator[Rule]:
+    return (rule for rule in RULES.values() if rule.stage is stage)
+
+
+# --------------------------------------------------------------------------- allow
+ALLOW_OPEN = _rule(
+    "allow.open",
+    None,
+    Stage.ALLOW,
+    "`mode: open`; every redirect URI passed hygiene and the block list",
+)
+ALLOW_MANAGED = _rule(
+    "allow.managed", None, Stage.ALLOW, "every redirect URI matched the managed list"
+)
+ALLOW_CUSTOM = _rule(
+    "allow.custom", None, Stage.ALLOW, "every redirect URI matched the custom list"
+)
+ALLOW_MIXED = _rule(
+    "allow.mixed", None, Stage.ALLOW, "some matched the managed list, some the custom list"
+)
+ALLOW_NO_REDIRECT_URIS = _rule(
+    "allow.no_redirect_uris",
+    None,
+    Stage.ALLOW,
+    "the request has no redirect URIs and needs none (e.g. `client_credentials` only, "
+    "when allowed)",
+)
+
+# --------------------------------------------------------------------------- request
+REQUEST_METHOD = _rule(
+    "request.method", MethodNotAllowed, Stage.REQUEST, "not POST on the registration endpoint"
+)
+REQUEST_CONTENT_TYPE = _rule(
+    "request.content_type",
+    UnsupportedMediaType,
+    Stage.REQUEST,
+    "not `application/json`, or a charset other than UTF-8",
+)
+REQUEST_CONTENT_ENCODING = _rule(
+    "request.content_encoding", UnsupportedMediaType, Stage.REQUEST, "any `Content-Encoding`"
+)
+REQUEST_TOO_LARGE = _rule(
+    "request.too_large",
+    PayloadTooLarge,
+    Stage.REQUEST,
+    "over `limits.max_body_bytes`, chunked bodies included",
+)
+REQUEST_TIMEOUT = _rule(
+    "request.timeout",
+    RequestTimeout,
+    Stage.REQUEST,
+    "the body did not arrive within `limits.body_timeout` (a stalled sender, or chunked "
+    "framing that broke mid-body)",
+)
+REQUEST_BAD_FRAMING = _rule(
+    "request.bad_framing", InvalidRequest, Stage.REQUEST, "the body's chunked framing is invalid"
+)
+REQUEST_TARGET = _rule(
+    "request.target",
+    InvalidRequest,
+    Stage.REQUEST,
+    "the request target is not an absolute path (`OPTIONS *`)",
+)
+REQUEST_MALFORMED = _rule(
+    "request.malformed",
+    InvalidRequest,
+    Stage.REQUEST,
+    "the HTTP parser refused the request before any handler ran (bad chunk size, folded or "
+    "oversized headers, bare CR, a non-UTF-8 target, an unsupported content coding)",
+)
+CLIENT_DISCONNECTED = _rule(
+    "client.disconnected",
+    InvalidRequest,
+    Stage.REQUEST,
+    "the client closed the connection before the gateway answered",
+)
+
+# --------------------------------------------------------------------------- body
+BODY_INVALID_JSON = _rule(
+    "request.invalid_json",
+    InvalidClientMetadata,
+    Stage.BODY,
+    "not JSON, not UTF-8, `NaN`, too deep",
+)
+BODY_DUPLICATE_KEY = _rule(
+    "request.duplicate_key",
+    InvalidClientMetadata,
+    Stage.BODY,
+    "a key twice in one object (the description names it)",
+)
+BODY_NOT_OBJECT = _rule(
+    "request.not_object", InvalidClientMetadata, Stage.BODY, "the body is not a JSON object"
+)
+METADATA_INVALID_TYPE = _rule(
+    "metadata.invalid_type",
+    InvalidClientMetadata,
+    Stage.BODY,
+    "a known field with the wrong JSON type (RFC 7591 §2)",
+)
+METADATA_TOO_MANY_VALUES = _rule(
+    "metadata.too_many_values",
+    InvalidClientMetadata,
+    Stage.BODY,
+    "an array field (`request_uris`, `contacts`, ...) or a set of language-tagged variants "
+    "with more entries than any real client sends",
+)
+
+# --------------------------------------------------------------------------- policy
+MODE_DISABLED = _rule(
+    "mode.disabled", AccessDenied, Stage.POLICY, "the policy disables dynamic registration"
+)
+SOFTWARE_STATEMENT_NOT_ACCEPTED = _rule(
+    "software_statement.not_accepted",
+    UnapprovedSoftwareStatement,
+    Stage.POLICY,
+    "a software statement was sent (its claims would override what was judged)",
+)
+GRANT_TYPE_NOT_ALLOWED = _rule(
+    "grant_type.not_allowed",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "a grant type outside `client.grant_types`, or an empty list",
+)
+RESPONSE_TYPE_NOT_ALLOWED = _rule(
+    "response_type.not_allowed",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "a response type outside `client.response_types`",
+)
+GRANT_TYPE_INCONSISTENT = _rule(
+    "grant_type.inconsistent",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "grant and response types disagree (RFC 7591 §2.1)",
+)
+CLIENT_NAME_HIDDEN_CHARACTERS = _rule(
+    "client_name.hidden_characters",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "the name contains a character that renders as nothing or reorders text: any "
+    "Default_Ignorable_Code_Point (zero-width characters, variation selectors, the combining "
+    "grapheme joiner, Hangul fillers), a bidirectional control, or a control character",
+)
+CLIENT_NAME_INVALID = _rule(
+    "client_name.invalid",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "the name is empty, longer than 256 characters, or contains unassigned or private-use "
+    "code points",
+)
+CLIENT_NAME_DENIED = _rule(
+    "client_name.denied",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "the name's skeleton matches a `client_name.deny` glob",
+)
+CLIENT_NAME_IMPERSONATION = _rule(
+    "client_name.impersonation",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "the name claims a managed client's identity (its name, vendor or a name it sends, as a "
+    "whole word, compared by confusable skeleton) with redirect URIs that are not that "
+    "client's (`matched` names the entry)",
+)
+SOFTWARE_ID_INVALID = _rule(
+    "software_id.invalid",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "`software_id` is not printable ASCII without spaces (1-255 characters)",
+)
+SOFTWARE_ID_IMPERSONATION = _rule(
+    "software_id.impersonation",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "a managed client's `software_id` with redirect URIs that are not that client's",
+)
+IDENTITY_FOREIGN_HOST = _rule(
+    "identity.foreign_host",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "a request that is a managed client (by name, software_id or redirect URI) names a host "
+    "that client does not own in another URL field (`logo_uri`, `jwks_uri`, "
+    "`post_logout_redirect_uris`, ...)",
+)
+AUTH_METHOD_NOT_ALLOWED = _rule(
+    "auth_method.not_allowed",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "a token endpoint auth method outside the list",
+)
+SCOPE_NOT_ALLOWED = _rule(
+    "scope.not_allowed",
+    InvalidClientMetadata,
+    Stage.POLICY,
+    "a scope outside `scopes.allowed` (with `on_excess: reject`, or nothing left to trim)",
+)
+JWKS_CONFLICT = _rule(
+    "jwks.conflict", InvalidClientMetadata, Stage.POLICY, "`jwks` and `jwks_uri` together"
+)
+REDIRECT_URI_MISSING = _rule(
+    "redirect_uri.missing",
+    InvalidRedirectURI,
+    Stage.POLICY,
+    "no redirect URIs for a redirect-based grant",
+)
+
+#: Rules shared by ``redirect_uris`` and ``post_logout_redirect_uris`` (the latter with
+#: the prefix ``post_logout_redirect_uri.``): hygiene from :mod:`gateway.uri.parse`, then
+#: the policy's own checks.
+URI_RULES: dict[str, str] = {
+    "too_long": "longer than 2,000 characters",
+    "control_character": (
+        "a control character, DEL, whitespace (including Unicode spaces) or an invisible "
+        "formatting character, raw or percent-encoded (%00-%1F, %7F)"
+    ),
+    "relative": "no scheme: a relative reference is not a redirect URI (RFC 6749 §3.1.2)",
+    "dangerous_scheme": "`javascript:`, `data:`, `file:`, `vbscript:`, `blob:`, `about:`",
+    "backslash": "a backslash, which browsers read as `/` (WHATWG URL)",
+    "fragment": "a fragment ('#'), forbidden by RFC 6749 §3.1.2",
+    "encoded_separator": "`%2F` or `%5C` (also double-encoded) in the host or path",
+    "userinfo": "`@` (raw or encoded) in the authority (RFC 3986 §3.2.1)",
+    "dot_segment": "a `.` or `..` path segment, raw, percent-encoded or with `;params`",
+    "wildcard": "a literal `*`; wildcards belong in policy patterns, not in URIs",
+    "malformed": (
+        "does not parse strictly as an RFC 3986 URI with a valid host and port (bad port, bad "
+        "host, bad percent-encoding, characters outside RFC 3986, non-canonical IPv4)"
+    ),
+    "unstable_host": (
+        "an internationalized host whose ASCII form is not the same for every IDNA "
+        "implementation: a deviation character (ß, ς, ZWJ, ZWNJ), a difference between "
+        "transitional and non-transitional UTS #46, a code point newer than Unicode 14 or "
+        "whose mapping changed between Unicode versions"
+    ),
+    "no_host": "an http or https URI without a host",
+    "insecure_http": ("`http` on a host that is not loopback (RFC 8252 §8.3, RFC 6749 §3.1.2.1)"),
+    "too_many": "more URIs than the policy's `max_redirect_uris` (default 20)",
+    "loopback_denied": "a loopback URI under `loopback: deny`",
+    "blocked": "the URI matches a `block` pattern (`matched` names it)",
+    "not_allowed": "`allowlist` mode and the URI matches no approved pattern",
+}
+for _prefix in ("redirect_uri", "post_logout_redirect_uri"):
+    for _suffix, _meaning in URI_RULES.items():
+        _rule(f"{_prefix}.{_suffix}", InvalidRedirectURI, Stage.POLICY, _meaning)
+
+#: URL-valued metadata that the authorization server fetches (``jwks_uri``,
+#: ``sector_identifier_uri``, ``request_uris``, ``backchannel_logout_uri``) or that browsers
+#: fetch or show (``logo_uri``, ``client_uri``, ``policy_uri``, ``tos_uri``,
+#: ``initiate_login_uri``, ``frontchannel_logout_uri``): the same parser's hygiene rules, and
+#: these.
+METADATA_URL_RULES: dict[str, str] = {
+    **{
+        key: URI_RULES[key]
+        for key in (
+            "too_long",
+            "control_character",
+            "relative",
+            "dangerous_scheme",
+            "backslash",
+            "fragment",
+            "encoded_separator",
+            "userinfo",
+            "dot_segment",
+            "wildcard",
+            "malformed",
+            "unstable_host",
+            "no_host",
+        )
+    },
+    "not_https": "not an `https` URL",
+    "ip_address": "an IP address (in any IPv4 or IPv6 notation) instead of a DNS host name",
+    "internal_host": (
+        "`localhost`, a single-label host, or a special-use or private name (`.local`, "
+        "`.internal`, `.localhost`, `.home.arpa`, `.lan`, ...): SSRF through the "
+        "authorization server (Keycloak CVE-2026-1180, CVE-2026-4366, MITREid CVE-2021-26715)"
+    ),
+    "host_not_allowed": (
+        "a fetched URL (`jwks_uri`, `sector_identifier_uri`, `request_uris`) on a host outside "
+        "`client.fetched_url_hosts`"
+    ),
+}
+for _suffix, _meaning in METADATA_URL_RULES.items():
+    _rule(f"metadata_url.{_suffix}", InvalidClientMetadata, Stage.POLICY, _meaning)
+
+# --------------------------------------------------------------------------- gateway
+INTERNAL_ERROR = _rule(
+    "internal.error",
+    BadGateway,
+    Stage.GATEWAY,
+    "an unexpected fault in the gateway, logged and answered 502 (never 500)",
+)
+
+# --------------------------------------------------------------------------- upstream
+UPSTREAM_UNREACHABLE = _rule(
+    "upstream.unreachable",
+    BadGateway,
+    Stage.UPSTREAM,
+    "the authorization server refused or dropped the connection",
+)
+UPSTREAM_TIMEOUT = _rule(
+    "upstream.timeout", GatewayTimeout, Stage.UPSTREAM, "no answer within `upstream.timeout`"
+)
+UPSTREAM_RESPONSE_TOO_LARGE = _rule(
+    "upstream.response_too_large",
+    BadGateway,
+    Stage.UPSTREAM,
+    "the registration answer is larger than `limits.max_response_bytes`",
+)
+
+
+def markdown_table(stages: tuple[Stage, ...]) -> str:
+    """The rules of ``stages`` as the Markdown table ``docs/policy.md`` carries."""
+    lines = ["| rule | status, error | meaning |", "| --- | --- | --- |"]
+    for rule in RULES.values():
+        if rule.stage not in stages:
+            continue
+        answer = f"{rule.error.status} `{rule.error.error}`" if rule.error else "allowed"
+        lines.append(f"| `{rule.id}` | {answer} | {rule.meaning} |")
+    return "\n".join(lines)
+
+
+DOC_SECTIONS: dict[str, tuple[Stage, ...]] = {
+    "allow": (Stage.ALLOW,),
+    "policy": (Stage.POLICY,),
+    "request": (Stage.REQUEST, Stage.BODY),
+    "gateway": (Stage.GATEWAY, Stage.UPSTREAM),
+}
+
+
+if __name__ == "__main__":  # pragma: no cover - a documentation helper
+    for _name, _stages in DOC_SECTIONS.items():
+        print(f"<!-- rules:{_name} -->\n{markdown_table(_stages)}\n<!-- /rules:{_name} -->\n")

@@ -1,0 +1,51 @@
+"""The running gateway's state, shared by its handlers through one typed app key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.audit.sink import AuditLog
+from gateway.config.settings import Settings
+from gateway.http.forwarding import Caller, TrustedProxies, upstream_request_headers
+from gateway.http.routes import Router
+from gateway.policy.model import Policy
+from gateway.storage import Storage
+from gateway.upstream.client import UpstreamClient
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Everything a request handler needs.
+
+    ``policy`` is read once per request into a local, so a later reload never changes the
+    rules halfway through a decision.  ``router`` is replaced once at start-up when the
+    registration endpoint is discovered.
+    """
+
+    settings: Settings
+    policy: Policy
+    upstream: UpstreamClient
+    audit: AuditLog
+    storage: Storage
+    trusted: TrustedProxies
+    router: Router
+
+    def identify(self, request: web.Request) -> Caller:
+        """Who sent ``request`` (request ids and client IP; see :class:`Caller`)."""
+        return self.trusted.identify(request.remote, request.headers)
+
+    def upstream_headers(self, request: web.Request, caller: Caller) -> CIMultiDict[str]:
+        """The headers sent upstream for ``request`` (see
+        :func:`gateway.http.forwarding.upstream_request_headers`)."""
+        return upstream_request_headers(
+            request.headers,
+            caller,
+            public_url=self.settings.public_url,
+            preserve_host=self.settings.upstream.preserve_host,
+        )
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

@@ -1,0 +1,155 @@
+"""The dcr-gateway command line: check, explain, test-policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import COMMANDS, build_parser, main
+from tests.support.paths import ROOT
+
+EXAMPLE = ROOT / "config.example.yaml"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_command_is_registered():
+    assert [c.name for c in COMMANDS] == ["run", "check", "explain", "test-policy"]
+    help_text = build_parser().format_help()
+    for command in COMMANDS:
+        assert command.name in help_text
+
+
+def test_check_accepts_the_example_config(capsys):
+    assert main(["check", "-c", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "config ok" in out
+    assert "mode allowlist" in out
+
+
+def test_check_lists_every_problem_with_location(tmp_path, capsys):
+    policy = write(
+        tmp_path / "policy.yaml",
+        "version: 1\nmode: sometimes\nredirect_uris:\n  allow: ['https://*.com/cb']\n"
+        "  blok: []\nclient:\n  grant_types: [password, magic]\n",
+    )
+    config = write(
+        tmp_path / "config.yaml",
+        f"listen: {{port: 99999}}\nupstream: {{url: ftp://x, timeout: soon}}\n"
+        f"policy_file: {policy.name}\nextra: 1\n",
+    )
+    assert main(["check", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    for expected in (
+        "config.yaml:1: listen.port",
+        "upstream.url",
+        "upstream.timeout",
+        "config.yaml:3: extra" if False else "extra: unknown key",
+        "policy.yaml:2: mode",
+        "redirect_uris.allow[0]",
+        "policy.yaml:5: redirect_uris.blok: unknown key",
+        "client.grant_types[1]",
+    ):
+        assert expected in err, (expected, err)
+    assert "8 problems found" in err
+
+
+def test_check_reports_a_missing_policy_file(tmp_path, capsys):
+    config = write(
+        tmp_path / "config.yaml", "upstream: {url: 'http://127.0.0.1:1'}\npolicy_file: nope.yaml\n"
+    )
+    assert main(["check", "-c", str(config)]) == 1
+    assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_check_interpolates_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("UPSTREAM_URL", "http://127.0.0.1:3000")
+    config = write(
+        tmp_path / "config.yaml",
+        "upstream: {url: '${UPSTREAM_URL}'}\n"
+        f"policy_file: {ROOT / 'policies' / 'default.yaml'}\n",
+    )
+    assert main(["check", "-c", str(config)]) == 0
+    monkeypatch.delenv("UPSTREAM_URL")
+    assert main(["check", "-c", str(config)]) == 1
+    assert "environment variable UPSTREAM_URL is not set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "rule"),
+    [
+        (
+            {
+                "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
+                "client_name": "claudeai",
+                "scope": "openid",
+            },
+            0,
+            "allow.managed",
+        ),
+        ({"redirect_uris": ["https://evil.example/cb"]}, 1, "redirect_uri.not_allowed"),
+    ],
+)
+def test_explain_prints_the_decision(tmp_path, capsys, body, code, rule):
+    request = write(tmp_path / "request.json", json.dumps(body))
+    assert main(["explain", "-c", str(EXAMPLE), str(request)]) == code
+    out = capsys.readouterr().out
+    assert f"rule:     {rule}" in out
+    if code == 0:
+        assert "forwarded metadata:" in out
+        assert '"token_endpoint_auth_method": "client_secret_basic"' in out
+
+
+def test_explain_json_output(tmp_path, capsys):
+    request = write(
+        tmp_path / "request.json",
+        json.dumps(
+            {
+                "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
+                "client_name": "claudeai",
+                "scope": "openid",
+            }
+        ),
+    )
+    assert main(["explain", "-c", str(EXAMPLE), str(request), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["decision"] == "allowed"
+    assert result["vendor"] == "claude"
+    assert result["matched"] == ["managed:claude"]
+    assert result["forwarded"]["response_types"] == ["code"]
+
+
+def test_explain_applies_body_hygiene(tmp_path, capsys):
+    request = write(tmp_path / "request.json", '{"client_name": "a", "client_name": "b"}')
+    assert main(["explain", "-c", str(EXAMPLE), str(request)]) == 1
+    assert "rule:     request.duplicate_key" in capsys.readouterr().out
+
+
+def test_test_policy_runs_case_files(tmp_path, capsys):
+    write(
+        tmp_path / "cases.yaml",
+        "policy: {version: 1, mode: allowlist, redirect_uris: {managed_list: none, "
+        "allow: ['https://app.example.com/cb']}}\n"
+        "cases:\n"
+        "  - name: allowed\n"
+        "    request: {redirect_uris: ['https://app.example.com/cb'], scope: openid}\n"
+        "    expect: {decision: allowed, rule: allow.custom}\n"
+        "  - name: wrong expectation\n"
+        "    request: {redirect_uris: ['https://evil.example.com/cb']}\n"
+        "    expect: {decision: allowed}\n",
+    )
+    assert main(["test-policy", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  cases::wrong expectation" in out
+    assert "decision: expected 'allowed', got 'denied'" in out
+    assert "1 passed, 1 failed" in out
+
+
+def test_test_policy_with_no_cases_fails(tmp_path, capsys):
+    assert main(["test-policy", str(tmp_path)]) == 1
+    assert "0 passed, 0 failed" in capsys.readouterr().out
