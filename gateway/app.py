@@ -19,6 +19,7 @@ from gateway.audit.sink import AuditLog
 from gateway.config.settings import Settings
 from gateway.http.forwarding import TrustedProxies
 from gateway.http.health import READY_CACHE, healthz, not_found, readyz
+from gateway.http.protocol import serve_with_gateway_protocol
 from gateway.http.responses import error_response
 from gateway.http.routes import Kind, Router
 from gateway.policy.model import Policy
@@ -103,6 +104,8 @@ def create_app(
 ) -> web.Application:
     """Build the gateway application; nothing touches the network until it starts."""
     app = web.Application(middlewares=[json_errors])
+    # Requests aiohttp's parser refuses never reach a handler or a middleware.
+    serve_with_gateway_protocol(app)
     app[GATEWAY] = Gateway(
         settings=settings,
         policy=policy,

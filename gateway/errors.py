@@ -47,9 +47,10 @@ class OAuthError(Exception):
         self.extra_headers: dict[str, str] = dict(headers or {})
 
     def body(self) -> bytes:
-        return json.dumps(
-            {"error": self.error, "error_description": wire_description(self.description)}
-        ).encode("ascii")
+        """The JSON body; the description ends by naming the rule, so a client developer
+        can look it up in ``docs/policy.md`` and an operator can find the audit event."""
+        described = f"{wire_description(self.description)} (rule {wire_description(self.rule)})"
+        return json.dumps({"error": self.error, "error_description": described}).encode("ascii")
 
     def headers(self) -> dict[str, str]:
         return {**NO_STORE_HEADERS, **self.extra_headers}
@@ -162,11 +163,6 @@ class GatewayTimeout(TemporarilyUnavailable):
     """The upstream did not answer within ``upstream.timeout``."""
 
     status = 504
-
-
-def internal_error() -> BadGateway:
-    """An unexpected fault, answered 502 rather than 500 (it is logged where caught)."""
-    return BadGateway("the gateway could not complete the request", rule="internal.error")
 
 
 _WIRE_SAFE = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}

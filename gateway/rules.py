@@ -13,7 +13,7 @@ class and an id separately, so the pairing cannot differ from one call site to a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -182,8 +182,10 @@ METADATA_TOO_MANY_VALUES = _rule(
     "metadata.too_many_values",
     InvalidClientMetadata,
     Stage.BODY,
-    "an array field (`request_uris`, `contacts`, ...) or a set of language-tagged variants "
-    "with more entries than any real client sends",
+    "more than any real client sends: over 100 metadata members, over 20 entries in "
+    "`request_uris`, `contacts`, `grant_types`, `response_types` or `default_acr_values`, "
+    "over 20 language-tagged variants of one field, or a `scope` of over 100 tokens or "
+    "4096 characters",
 )
 
 # --------------------------------------------------------------------------- policy
@@ -388,25 +390,61 @@ UPSTREAM_RESPONSE_TOO_LARGE = _rule(
 )
 
 
-def markdown_table(stages: tuple[Stage, ...]) -> str:
-    """The rules of ``stages`` as the Markdown table ``docs/policy.md`` carries."""
+def internal_error() -> OAuthError:
+    """An unexpected fault, answered 502 rather than 500 (it is logged where caught)."""
+    return INTERNAL_ERROR.refuse("the gateway could not complete the request")
+
+
+def _family(rule: Rule) -> str:
+    return rule.id.split(".", 1)[0]
+
+
+#: The tables of ``docs/policy.md``, each between ``<!-- rules:NAME -->`` markers; the
+#: ``post_logout_redirect_uri.*`` rules mirror ``redirect_uri.*`` and are not listed twice.
+DOC_SECTIONS: dict[str, Callable[[Rule], bool]] = {
+    "allow": lambda r: r.stage is Stage.ALLOW,
+    "policy": lambda r: (
+        (
+            r.stage is Stage.POLICY
+            and _family(r) not in ("redirect_uri", "post_logout_redirect_uri", "metadata_url")
+        )
+        or r.id == "redirect_uri.missing"
+    ),
+    "redirect_uri": lambda r: _family(r) == "redirect_uri" and r.id != "redirect_uri.missing",
+    "metadata_url": lambda r: _family(r) == "metadata_url",
+    "request": lambda r: r.stage in (Stage.REQUEST, Stage.BODY),
+    "gateway": lambda r: r.stage in (Stage.GATEWAY, Stage.UPSTREAM),
+}
+
+
+def markdown_table(section: str) -> str:
+    """The rules of one ``docs/policy.md`` section as a Markdown table."""
     lines = ["| rule | status, error | meaning |", "| --- | --- | --- |"]
     for rule in RULES.values():
-        if rule.stage not in stages:
+        if not DOC_SECTIONS[section](rule):
             continue
         answer = f"{rule.error.status} `{rule.error.error}`" if rule.error else "allowed"
         lines.append(f"| `{rule.id}` | {answer} | {rule.meaning} |")
     return "\n".join(lines)
 
 
-DOC_SECTIONS: dict[str, tuple[Stage, ...]] = {
-    "allow": (Stage.ALLOW,),
-    "policy": (Stage.POLICY,),
-    "request": (Stage.REQUEST, Stage.BODY),
-    "gateway": (Stage.GATEWAY, Stage.UPSTREAM),
-}
+def render_docs(text: str) -> str:
+    """``text`` (a Markdown document) with every rules section regenerated."""
+    for section in DOC_SECTIONS:
+        begin, end = f"<!-- rules:{section} -->", f"<!-- /rules:{section} -->"
+        head, found, rest = text.partition(begin)
+        if not found:
+            raise ValueError(f"no {begin} marker")
+        _, found, tail = rest.partition(end)
+        if not found:
+            raise ValueError(f"no {end} marker")
+        text = f"{head}{begin}\n{markdown_table(section)}\n{end}{tail}"
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover - a documentation helper
-    for _name, _stages in DOC_SECTIONS.items():
-        print(f"<!-- rules:{_name} -->\n{markdown_table(_stages)}\n<!-- /rules:{_name} -->\n")
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/policy.md")
+    target.write_text(render_docs(target.read_text(encoding="utf-8")), encoding="utf-8")

@@ -7,11 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.support.fixtures import upstream, upstream_factory  # noqa: F401  (fixtures)
 from tests.support.gateway import RunningGateway, build, make_policy, make_settings
 from tests.support.redis import RedisServer
 from tests.support.upstream import free_port
+
+# Reproducible in CI (same examples every run) and no .hypothesis/ directory written.
+settings.register_profile("dcr", database=None, deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("dcr")
 
 GatewayFactory = Callable[..., Awaitable[RunningGateway]]
 

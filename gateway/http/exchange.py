@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway import rules
 from gateway.audit.events import AuditRecord
 from gateway.audit.logging import log
-from gateway.errors import OAuthError, internal_error
+from gateway.errors import OAuthError
 from gateway.http.forwarding import Caller
 from gateway.http.responses import error_response
 from gateway.state import Gateway
@@ -75,7 +75,7 @@ class Exchange:
             return error_response(error, record.request_id)
         except Exception:
             log().exception("exchange_failed", request_id=record.request_id, event=record.event)
-            error = internal_error()
+            error = rules.internal_error()
             record.note_error(error)
             return error_response(error, record.request_id)
         finally:

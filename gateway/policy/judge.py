@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.errors import OAuthError, internal_error
+from gateway import rules
+from gateway.errors import OAuthError
 from gateway.oauth.body import check_types, parse_body
 from gateway.policy.decision import Decision, RequestContext
 from gateway.policy.engine import decide
@@ -29,7 +30,7 @@ def judge(
     except OAuthError as error:
         return Decision.deny(error, dict(metadata))
     except Exception:  # a bug: refuse rather than raise (the property tests look for this)
-        return Decision.deny(internal_error(), dict(metadata))
+        return Decision.deny(rules.internal_error(), dict(metadata))
 
 
 def judge_body(policy: Policy, body: bytes, context: RequestContext | None = None) -> Decision:

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.config.reader import Reader, as_choice, as_int, as_nonempty_str
 from gateway.config.yamlsource import ConfigError, Document, KeyPath, Problem, load_file
-from gateway.policy.managed import build_index, load_managed, managed_source
+from gateway.policy.managed import as_host, build_index, load_managed, managed_source
 from gateway.policy.model import (
     ClientPolicy,
     ManagedClient,
@@ -30,7 +30,7 @@ from gateway.policy.model import (
     RedirectPolicy,
     ScopePolicy,
 )
-from gateway.policy.names import compile_name_glob
+from gateway.policy.names import claim_keys, compile_name_glob
 from gateway.policy.patterns import LoopbackMode, PatternError, PatternSet, compile_pattern
 
 AUTH_METHODS = frozenset(
@@ -64,9 +64,12 @@ DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
 DEFAULT_RESPONSE_TYPES = ("code",)
 DEFAULT_SCOPES_ALLOWED = ("openid", "profile", "email", "offline_access")
 DEFAULT_SCOPES = ("openid", "offline_access")
+#: Real MCP clients register at most 6 redirect URIs; the cap bounds a decision's cost.
+DEFAULT_MAX_REDIRECT_URIS = 20
+MAX_REDIRECT_URIS = 50
 
 _TOP = {"version", "mode", "redirect_uris", "client"}
-_REDIRECT = {"managed_list", "allow", "block", "loopback", "on_mismatch"}
+_REDIRECT = {"managed_list", "allow", "block", "loopback", "on_mismatch", "max_redirect_uris"}
 _CLIENT = {
     "token_endpoint_auth_methods",
     "default_token_endpoint_auth_method",
@@ -74,6 +77,7 @@ _CLIENT = {
     "response_types",
     "scopes",
     "client_name",
+    "fetched_url_hosts",
 }
 _SCOPES = {"allowed", "default", "on_excess"}
 _SCOPE_TOKEN_RE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
@@ -159,6 +163,9 @@ class _PolicyReader:
         on_mismatch = OnMismatch(
             r.get(red, rp, "on_mismatch", as_choice(*(m.value for m in OnMismatch)), "reject")
         )
+        max_uris = r.get(
+            red, rp, "max_redirect_uris", as_int(1, MAX_REDIRECT_URIS), DEFAULT_MAX_REDIRECT_URIS
+        )
 
         cp: KeyPath = ("client",)
         cl = r.section(top.get("client"), cp, _CLIENT)
@@ -209,10 +216,18 @@ class _PolicyReader:
         )
 
         np: KeyPath = (*cp, "client_name")
-        nm = r.section(cl.get("client_name"), np, {"deny"})
+        nm = r.section(cl.get("client_name"), np, {"deny", "unprotected"})
         deny = tuple(
             NameGlob(source, compile_name_glob(source)) for source in r.str_list(nm, np, "deny", ())
         )
+        unprotected = frozenset(
+            key for n in r.str_list(nm, np, "unprotected", ()) for key in claim_keys(n)
+        )
+        fetched_hosts: tuple[str, ...] | None = None
+        if "fetched_url_hosts" in cl:
+            fetched_hosts = tuple(
+                r.items(cl["fetched_url_hosts"], (*cp, "fetched_url_hosts"), as_host)
+            )
 
         client = ClientPolicy(
             token_endpoint_auth_methods=frozenset(methods),
@@ -221,8 +236,10 @@ class _PolicyReader:
             response_types=frozenset(responses),
             scopes=ScopePolicy(allowed_scopes, tuple(default_scopes), on_excess),
             client_name_deny=deny,
+            unprotected_identities=unprotected,
+            fetched_url_hosts=fetched_hosts,
         )
-        return version, mode, loopback, managed_ids, custom, blocked, on_mismatch, client
+        return version, mode, loopback, managed_ids, custom, blocked, on_mismatch, max_uris, client
 
     def _list(
         self,
@@ -261,9 +278,9 @@ def read_policy(
     )
     if document.data is None and not problems:
         problems.append(Problem("(top level)", "the policy file is empty", document.name))
-    (version, mode, loopback, managed_ids, custom, blocked, on_mismatch, client) = _PolicyReader(
-        document, problems
-    ).read(clients)
+    (version, mode, loopback, managed_ids, custom, blocked, on_mismatch, max_uris, client) = (
+        _PolicyReader(document, problems).read(clients)
+    )
     index = build_index(clients, loopback)
     selected = [
         pattern
@@ -280,6 +297,7 @@ def read_policy(
             blocked=PatternSet(blocked, loopback),
             loopback=loopback,
             on_mismatch=on_mismatch,
+            max_redirect_uris=max_uris,
         ),
         client=client,
         managed=index,

@@ -48,6 +48,12 @@ class ManagedClient:
     software_ids: tuple[str, ...]
     source: str
     verified: str
+    #: DNS names the client owns (each with its subdomains): its other URLs (logo, client
+    #: page, keys, logout) may use them, and no request that is another client may.
+    hosts: tuple[str, ...] = ()
+    #: Hosts the client uses without owning them (``github.com``): allowed for it, not
+    #: refused for others.
+    shared_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,9 @@ class NameGlob:
     """A case-insensitive glob on the whole client name."""
 
     source: str
-    regex: re.Pattern[str]
+    #: The glob compiled for each identity key order (see
+    #: :func:`gateway.unicode.confusables.identity_keys`).
+    regexes: tuple[re.Pattern[str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,8 @@ class RedirectPolicy:
     blocked: PatternSet
     loopback: LoopbackMode
     on_mismatch: OnMismatch
+    #: More redirect URIs (or post-logout redirect URIs) than this are refused outright.
+    max_redirect_uris: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,12 @@ class ClientPolicy:
     response_types: frozenset[str]
     scopes: ScopePolicy
     client_name_deny: tuple[NameGlob, ...]
+    #: Claim keys (see :func:`gateway.policy.names.claim_keys`) of managed identities this
+    #: policy does not protect: a vendor or client name that is an ordinary word here.
+    unprotected_identities: frozenset[str] = frozenset()
+    #: When set, the only hosts (and their subdomains) fetched URLs (``jwks_uri``,
+    #: ``sector_identifier_uri``, ``request_uris``, ``backchannel_logout_uri``) may use.
+    fetched_url_hosts: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +116,13 @@ class ManagedIndex:
     patterns: PatternSet
     #: Each entry's own patterns, for the impersonation check.
     per_client: Mapping[str, PatternSet]
-    #: Normalized name (see :func:`gateway.policy.names.normalize_name`) -> entry.
-    by_name: Mapping[str, ManagedClient]
-    #: software_id -> entry.
-    by_software_id: Mapping[str, ManagedClient]
+    #: Protected identity (claim key of a name, a client name or a vendor, see
+    #: :func:`gateway.policy.names.claim_keys`) -> the entries that may use it.
+    protected: Mapping[str, tuple[ManagedClient, ...]]
+    #: Every prefix of a key in ``protected`` (see :func:`gateway.policy.names.prefixes`).
+    claim_prefixes: frozenset[str]
+    #: software_id (see :func:`gateway.policy.names.software_id_key`) -> entries.
+    by_software_id: Mapping[str, tuple[ManagedClient, ...]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import rules
 from gateway.audit.logging import log
-from gateway.errors import OAuthError, internal_error
+from gateway.errors import OAuthError
 from gateway.http.forwarding import downstream_response_headers
 from gateway.http.responses import error_response
 from gateway.state import Gateway
@@ -30,6 +30,15 @@ from gateway.upstream.client import timeout_error, unreachable_error
 SMALL_BODY = 64 * 1024
 
 
+class UploadFailed(Exception):
+    """A streamed request body broke on the client's side (stalled, bad framing, hung up):
+    the answer is the client's error, not the authorization server's."""
+
+    def __init__(self, error: OAuthError) -> None:
+        super().__init__(error.description)
+        self.error = error
+
+
 async def pass_through(request: web.Request, gateway: Gateway) -> web.StreamResponse:
     """Relay the request to the upstream and its answer back."""
     caller = gateway.identify(request)
@@ -37,50 +46,62 @@ async def pass_through(request: web.Request, gateway: Gateway) -> web.StreamResp
     headers = gateway.upstream_headers(request, caller)
     upstream = gateway.upstream
     timeout = upstream.settings.timeout
+    idle = gateway.settings.limits.passthrough_body_timeout
     try:
-        data = await _request_body(request, gateway.settings.limits.passthrough_body_timeout)
+        first = await _small_body(request, idle)
     except OAuthError as error:
-        return error_response(error, rid)
+        return _close(error_response(error, rid))
     except (ConnectionError, asyncio.IncompleteReadError, aiohttp.ClientError):
-        return error_response(rules.CLIENT_DISCONNECTED.refuse("the client hung up"), rid)
-    if isinstance(data, bytes):
-        headers["Content-Length"] = str(len(data))
-    elif data is not None and request.content_length is not None:
-        headers["Content-Length"] = str(request.content_length)
+        return _close(error_response(rules.CLIENT_DISCONNECTED.refuse("the client hung up"), rid))
+    streamed = first is not None and not request.content.at_eof()
+    if streamed:
+        if request.content_length is not None:
+            headers["Content-Length"] = str(request.content_length)
+    elif first is not None:
+        headers["Content-Length"] = str(len(first))
+    # The answer's deadline starts once the request is sent: a large upload that keeps
+    # arriving on time may take longer than upstream.timeout (each chunk has `idle`).
     # Inlined rather than UpstreamClient.send: this is the hot path, and a generator-based
     # context manager costs more here than everything the gateway itself adds.
     try:
-        async with (
-            asyncio.timeout(timeout) as deadline,
-            upstream.passthrough.request(
+        async with asyncio.timeout(None if streamed else timeout) as deadline:
+            data = _stream(request, first or b"", idle, deadline, timeout) if streamed else first
+            async with upstream.passthrough.request(
                 request.method,
                 upstream.url_for(request.rel_url),
                 headers=headers,
                 data=data,
                 allow_redirects=False,
-            ) as answer,
-        ):
-            return await relay_response(request, answer, rid, deadline, timeout)
+            ) as answer:
+                return await relay_response(request, answer, rid, deadline, timeout)
+    except UploadFailed as failed:
+        return _close(error_response(failed.error, rid))
     except TimeoutError:
         return error_response(timeout_error(), rid)
-    except aiohttp.ClientError:
+    except aiohttp.ClientError as exc:
+        if isinstance(exc.__cause__, UploadFailed):
+            return _close(error_response(exc.__cause__.error, rid))
         return error_response(unreachable_error(), rid)
     except Exception:
         log().exception("pass_through_failed", request_id=rid, path=request.rel_url.raw_path)
-        return error_response(internal_error(), rid)
+        return error_response(rules.internal_error(), rid)
 
 
-async def _request_body(request: web.Request, idle: float) -> bytes | AsyncIterator[bytes] | None:
-    """``None`` without a body; the whole body when it is small; else a chunk stream."""
+def _close(response: web.Response) -> web.Response:
+    """The connection cannot be reused: the rest of the client's body is still unread."""
+    response.force_close()
+    return response
+
+
+async def _small_body(request: web.Request, idle: float) -> bytes | None:
+    """``None`` without a body; otherwise the whole body when it is small, else its first
+    :data:`SMALL_BODY` bytes or so (the rest is streamed by :func:`_stream`)."""
     if not request.body_exists:
         return None
     length = request.content_length
     if length is not None and length <= SMALL_BODY:
         return await _read_small(request, idle)
-    first = await _read_some(request, idle, SMALL_BODY)
-    if request.content.at_eof():
-        return first
-    return _stream(request, first, idle)
+    return await _read_some(request, idle, SMALL_BODY)
 
 
 async def _read_small(request: web.Request, idle: float) -> bytes:
@@ -117,15 +138,38 @@ async def _read_some(request: web.Request, idle: float, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _stream(request: web.Request, first: bytes, idle: float) -> AsyncIterator[bytes]:
-    """The rest of a large body, each chunk within ``idle`` seconds; a stall ends the
-    upload (the upstream then sees a truncated body and the exchange fails)."""
+async def _stream(
+    request: web.Request,
+    first: bytes,
+    idle: float,
+    deadline: asyncio.Timeout,
+    timeout: float,
+) -> AsyncIterator[bytes]:
+    """The rest of a large body, each chunk within ``idle`` seconds; when the last chunk is
+    sent the answer's ``deadline`` starts.  A stall, broken framing or a client that hangs
+    up ends the upload with :class:`UploadFailed`."""
     if first:
         yield first
     while True:
-        async with asyncio.timeout(idle):
-            chunk = await request.content.readany()
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise UploadFailed(
+                rules.REQUEST_TIMEOUT.refuse(
+                    f"the request body stalled for more than {idle:g} seconds"
+                )
+            ) from None
+        except HttpProcessingError:
+            raise UploadFailed(
+                rules.REQUEST_BAD_FRAMING.refuse("the request body's framing is invalid")
+            ) from None
+        except (ConnectionError, asyncio.IncompleteReadError, aiohttp.ClientError):
+            raise UploadFailed(
+                rules.CLIENT_DISCONNECTED.refuse("the client hung up mid-body")
+            ) from None
         if not chunk:
+            deadline.reschedule(asyncio.get_running_loop().time() + timeout)
             return
         yield chunk
 

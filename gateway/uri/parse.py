@@ -19,8 +19,14 @@ id reported for a URI with several problems is deterministic (see ``docs/redirec
    (``redirect_uri.control_character``), ``redirect_uri.userinfo``,
    ``redirect_uri.dot_segment``, ``redirect_uri.wildcard``;
 4. strict RFC 3986 parsing, left to right (host, port, path, query), which reports
-   ``redirect_uri.no_host`` or ``redirect_uri.malformed``;
+   ``redirect_uri.no_host``, ``redirect_uri.malformed`` or, for internationalized hosts
+   whose ASCII form differs between IDNA implementations, ``redirect_uri.unstable_host``
+   (see :mod:`gateway.uri.hosts`);
 5. ``redirect_uri.insecure_http``.
+
+The same parser reads URL-valued client metadata (:func:`parse_metadata_url`: ``jwks_uri``,
+``logo_uri``, ``request_uris``, ...), with stricter rules for URLs that are fetched: https,
+a public DNS name, no IP address in any notation.
 
 Normalization follows RFC 3986 §6.2.2 (case and percent-encoding) and §6.2.3 (scheme-based:
 default port dropped, empty path as ``/``) plus IDNA (UTS #46) for hosts, so that two
@@ -30,12 +36,12 @@ compares unequal.  Everything here is pure: no I/O, no DNS.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
 
-import idna
+from gateway.rules import URI_RULES
+from gateway.uri.hosts import HostError, internal_host_problem, is_ip_address, normalize_host
 
 #: Longest redirect URI accepted, in characters.  Real redirect URIs are far shorter; a
 #: longer one is either an attack (a payload smuggled in a query) or a mistake, and long
@@ -53,33 +59,35 @@ USERINFO = "redirect_uri.userinfo"
 DOT_SEGMENT = "redirect_uri.dot_segment"
 WILDCARD = "redirect_uri.wildcard"
 MALFORMED = "redirect_uri.malformed"
+UNSTABLE_HOST = "redirect_uri.unstable_host"
 NO_HOST = "redirect_uri.no_host"
 INSECURE_HTTP = "redirect_uri.insecure_http"
 #: Not produced by :func:`parse_redirect_uri`; a policy that denies loopback redirect URIs
 #: refuses them with this id (see :func:`gateway.policy.patterns.loopback_refusal`).
 LOOPBACK_DENIED = "redirect_uri.loopback_denied"
 
-#: Every rule id, in the order the checks run, with a one-line meaning for the docs.
-#: ``redirect_uri.malformed`` is reported at two stages: scheme syntax (right after the
-#: scheme checks) and strict component parsing (after all hygiene checks).
+#: Every rule id this parser produces, in the order the checks run, with its meaning from
+#: the rule registry.  ``redirect_uri.malformed`` is reported at two stages: scheme syntax
+#: (right after the scheme checks) and strict component parsing (after all hygiene checks).
 RULES: dict[str, str] = {
-    TOO_LONG: f"longer than {MAX_LENGTH:,} characters",
-    CONTROL_CHARACTER: (
-        "contains a control character, DEL, whitespace (including Unicode spaces) or an "
-        "invisible formatting character, raw or percent-encoded (%00-%1F, %7F)"
-    ),
-    RELATIVE: "has no scheme: a relative reference is not a redirect URI (RFC 6749 §3.1.2)",
-    DANGEROUS_SCHEME: "uses a scheme that runs code or reads local data (javascript:, data:, ...)",
-    BACKSLASH: "contains a backslash, which browsers read as '/' (WHATWG URL)",
-    FRAGMENT: "contains a fragment ('#'), forbidden by RFC 6749 §3.1.2",
-    ENCODED_SEPARATOR: "contains an encoded '/' or '\\' (%2F, %5C), possibly double-encoded",
-    USERINFO: "has userinfo ('@', raw or encoded) in the authority (RFC 3986 §3.2.1)",
-    DOT_SEGMENT: "has a '.' or '..' path segment, raw, percent-encoded or with ';params'",
-    WILDCARD: "contains a literal '*'; wildcards belong in policy patterns, not in URIs",
-    MALFORMED: "does not parse strictly as an RFC 3986 URI with a valid host and port",
-    NO_HOST: "is an http or https URI without a host",
-    INSECURE_HTTP: "uses http on a host that is not loopback (RFC 8252 §8.3, RFC 6749 §3.1.2.1)",
-    LOOPBACK_DENIED: "is a loopback redirect URI and the policy denies loopback redirects",
+    rule_id: URI_RULES[rule_id.removeprefix("redirect_uri.")]
+    for rule_id in (
+        TOO_LONG,
+        CONTROL_CHARACTER,
+        RELATIVE,
+        DANGEROUS_SCHEME,
+        BACKSLASH,
+        FRAGMENT,
+        ENCODED_SEPARATOR,
+        USERINFO,
+        DOT_SEGMENT,
+        WILDCARD,
+        MALFORMED,
+        UNSTABLE_HOST,
+        NO_HOST,
+        INSECURE_HTTP,
+        LOOPBACK_DENIED,
+    )
 }
 
 #: Schemes that execute script, embed content or read local resources when navigated to.
@@ -106,14 +114,8 @@ _BAD_PCT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ENCODED_SEPARATOR_RE = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
 _ENCODED_CONTROL_RE = re.compile(r"%(?:[01][0-9a-f]|7f)", re.IGNORECASE)
 _ASCII_CONTROL_RE = re.compile(r"[\x00-\x20\x7f]")
-_LDH_HOST_RE = re.compile(r"[A-Za-z0-9.\-]+")
-_LDH_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?")
-_HEX_NUMBER_RE = re.compile(r"0x[0-9a-f]*")
-_IPV4_OCTET_RE = re.compile(r"0|[1-9][0-9]{0,2}")
-_IPV6_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]+")
 _PORT_RE = re.compile(r"[0-9]+")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,9 @@ class URIRefusal:
 
     rule: str
     description: str
+    #: A finer reason within ``rule`` that another use of the parser needs
+    #: (``ip_address``: the host is an IPv4 number in a non-canonical spelling).
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +205,49 @@ def parse_redirect_uri(raw: str) -> RedirectURI | URIRefusal:
         query=parts.query,
         is_loopback=parts.is_loopback,
         is_web=parts.is_web,
+    )
+
+
+#: Rule ids of :func:`parse_metadata_url` that have no redirect URI counterpart.
+NOT_HTTPS = "metadata_url.not_https"
+IP_ADDRESS = "metadata_url.ip_address"
+INTERNAL_HOST = "metadata_url.internal_host"
+
+
+def parse_metadata_url(raw: str) -> RedirectURI | URIRefusal:
+    """Parse a URL-valued metadata field with the redirect URI rules plus: ``https``, a DNS
+    host name (no IP literal in any IPv4 or IPv6 notation, no ``localhost``, no single-label
+    host, no special-use or private suffix).  The authorization server fetches ``jwks_uri``,
+    ``sector_identifier_uri`` and ``request_uris`` itself, and browsers (or, at MITREid, the
+    server) fetch ``logo_uri``: each is an SSRF surface (Keycloak CVE-2026-1180 and
+    CVE-2026-4366, MITREid CVE-2021-26715).  Rule ids are ``metadata_url.*``."""
+    parts = parse_parts(raw)
+    if isinstance(parts, URIRefusal):
+        suffix = parts.rule.removeprefix("redirect_uri.")
+        if parts.detail == "ip_address":
+            suffix = "ip_address"
+        elif suffix == "insecure_http":
+            suffix = "not_https"
+        return URIRefusal(f"metadata_url.{suffix}", parts.description)
+    if parts.scheme != "https":
+        return _refuse(NOT_HTTPS, raw, "must be an https URL")
+    host = parts.host or ""
+    if is_ip_address(host):
+        return _refuse(
+            IP_ADDRESS, raw, "names an IP address; a URL the server fetches must name a DNS host"
+        )
+    problem = internal_host_problem(host)
+    if problem is not None:
+        return _refuse(INTERNAL_HOST, raw, f"cannot be fetched safely: {problem}")
+    return RedirectURI(
+        raw=raw,
+        scheme=parts.scheme,
+        host=parts.host,
+        port=parts.port,
+        path=parts.path,
+        query=parts.query,
+        is_loopback=False,
+        is_web=True,
     )
 
 
@@ -322,10 +370,12 @@ def _parse_web(raw: str, scheme: str, rest: str, *, pattern: bool) -> URIParts |
     host_text, port_text = split
     if host_text == "":
         return _refuse(NO_HOST, raw, f"has an empty host; an {scheme} URI needs a host")
-    host = _normalize_host(raw, host_text, pattern=pattern)
-    if isinstance(host, URIRefusal):
-        return host
-    host_name, host_wildcard = host
+    try:
+        host_name, host_wildcard = normalize_host(host_text, pattern=pattern)
+    except HostError as exc:
+        rule = UNSTABLE_HOST if exc.kind == "unstable_host" else MALFORMED
+        detail = "ip_address" if exc.kind == "ip_number" else None
+        return _refuse(rule, raw, exc.problem, detail)
     port = _parse_port(raw, scheme, port_text, pattern=pattern)
     if isinstance(port, URIRefusal):
         return port
@@ -455,116 +505,6 @@ def _parse_port(
     return (None if DEFAULT_PORTS.get(scheme) == value else value), False
 
 
-def _normalize_host(raw: str, text: str, *, pattern: bool) -> tuple[str, bool] | URIRefusal:
-    """Normalize an http(s) host to the one form every consumer resolves to the same name.
-
-    IPv6 literals are compressed (RFC 5952); names are mapped with UTS #46 (STD3 rules,
-    non-transitional), one trailing dot is removed, and the result must be either canonical
-    dotted-quad IPv4 or a valid IDNA2008 name in A-label form.  A name that WHATWG URL would
-    read as an IPv4 number (``2130706433``, ``0x7f.1``, ``127.1``, ``0177.0.0.1``) is refused,
-    because such a host means one thing to a browser and another to most servers.
-    Returns ``(host, is_wildcard)``.
-    """
-    wildcard = False
-    if pattern and text.startswith("*."):
-        wildcard, text = True, text[2:]
-    if "*" in text:
-        if text == "*":
-            why = "a bare '*' host would match every host; name the host"
-        else:
-            why = "a '*' in a host is only allowed as the whole leftmost label ('*.example.com')"
-        return _refuse(MALFORMED, raw, f"has a wildcard host: {why}")
-    if text.startswith("["):
-        if wildcard:
-            return _refuse(MALFORMED, raw, "puts '*.' in front of an IP address")
-        return _normalize_ipv6(raw, text)
-    if "%" in text:
-        return _refuse(
-            MALFORMED, raw, "has percent-encoding in its host; write the host as plain text"
-        )
-    if _LDH_HOST_RE.fullmatch(text):
-        mapped = text.lower()
-    else:
-        try:
-            mapped = idna.uts46_remap(text, std3_rules=True, transitional=False)
-        except (idna.IDNAError, UnicodeError, ValueError) as exc:
-            return _refuse(MALFORMED, raw, f"has a host that is not a valid domain name ({exc})")
-    mapped = mapped.removesuffix(".")
-    labels = mapped.split(".")
-    if "" in labels:
-        return _refuse(MALFORMED, raw, "has an empty label in its host ('..' or a leading '.')")
-    if _ends_in_number(labels[-1]):
-        if not _is_canonical_ipv4(labels):
-            return _refuse(
-                MALFORMED,
-                raw,
-                f"has the host {mapped!r}, which browsers read as an IPv4 address; only "
-                "canonical dotted-quad IPv4 (like 127.0.0.1) is accepted",
-            )
-        if wildcard:
-            return _refuse(MALFORMED, raw, "puts '*.' in front of an IP address")
-        return mapped, False
-    ascii_host = _to_ascii(mapped)
-    if ascii_host is None:
-        return _refuse(MALFORMED, raw, f"has a host that is not a valid IDNA name: {mapped!r}")
-    if wildcard and ascii_host.count(".") < 1:
-        return _refuse(
-            MALFORMED,
-            raw,
-            f"has the wildcard host '*.{ascii_host}'; '*.' needs at least two labels after it, "
-            "so that it can never cover a whole top-level domain",
-        )
-    return ascii_host, wildcard
-
-
-def _normalize_ipv6(raw: str, text: str) -> tuple[str, bool] | URIRefusal:
-    """An IP-literal (RFC 3986 §3.2.2): IPv6 only, no zone id (RFC 6874), RFC 5952 form."""
-    inner = text[1:-1]
-    if "%" in inner:
-        return _refuse(MALFORMED, raw, "has an IPv6 zone identifier, which is not accepted")
-    if inner[:1] in ("v", "V"):
-        return _refuse(MALFORMED, raw, "has an IPvFuture address, which is not accepted")
-    if not _IPV6_CHARS_RE.fullmatch(inner):
-        return _refuse(MALFORMED, raw, f"has an invalid IPv6 address {inner!r}")
-    try:
-        address = ipaddress.IPv6Address(inner)
-    except ValueError:
-        return _refuse(MALFORMED, raw, f"has an invalid IPv6 address {inner!r}")
-    return f"[{address.compressed}]", False
-
-
-def _ends_in_number(label: str) -> bool:
-    """WHATWG URL's "ends in a number" test: such a host is parsed as IPv4, not as a name."""
-    return label.isascii() and (label.isdigit() or bool(_HEX_NUMBER_RE.fullmatch(label)))
-
-
-def _is_canonical_ipv4(labels: list[str]) -> bool:
-    """Four decimal octets 0-255 without leading zeros: the only IPv4 spelling accepted."""
-    return len(labels) == 4 and all(
-        _IPV4_OCTET_RE.fullmatch(label) and int(label) <= 255 for label in labels
-    )
-
-
-def _to_ascii(mapped: str) -> str | None:
-    """IDNA2008 A-label form of a UTS #46-mapped name, or ``None`` if it is not valid.
-
-    Plain lower-case LDH names (the common case) are checked here without the ``idna``
-    package, which is slow; anything else (non-ASCII, ``xn--`` labels, hyphens in the third
-    and fourth positions) goes through ``idna.encode``.
-    """
-    labels = mapped.split(".")
-    if (
-        mapped.isascii()
-        and len(mapped) <= 253
-        and all(_LDH_LABEL_RE.fullmatch(label) and label[2:4] != "--" for label in labels)
-    ):
-        return mapped
-    try:
-        return idna.encode(mapped, uts46=False).decode("ascii")
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return None
-
-
 def _check_component(raw: str, name: str, text: str, allowed: re.Pattern[str]) -> str | URIRefusal:
     """Check a path or query against RFC 3986 §3.3/§3.4 and normalize its percent-encoding."""
     if not allowed.fullmatch(text):
@@ -625,20 +565,34 @@ def _decode_escape(match: re.Match[str]) -> str:
 
 
 def _find_invisible(raw: str) -> int | None:
-    """Index of the first control, whitespace or invisible formatting character, if any.
+    """Index of the first control, whitespace or invisible character, if any.
 
-    Refused: C0 and C1 controls, DEL, every character Python or Unicode calls whitespace
-    (Zs, Zl, Zp), and format characters (Cf: zero-width spaces and joiners, bidi overrides,
-    soft hyphen), which are invisible when displayed and some of which UTS #46 silently
-    deletes from host names.
+    Refused: C0 and C1 controls, DEL, every character Unicode calls whitespace (Zs, Zl,
+    Zp, the ASCII space included) and format characters (Cf: zero-width spaces and joiners,
+    bidi overrides, soft hyphen), which are invisible when displayed and some of which
+    UTS #46 silently deletes from host names.  ``str.isprintable`` refuses exactly these
+    plus unassigned and private-use code points, so the scan runs in C and a binary search
+    finds the position; the first non-printable being unassigned or private-use is left to
+    the later rules (they refuse it too).
     """
     if raw.isascii():
         found = _ASCII_CONTROL_RE.search(raw)
         return None if found is None else found.start()
-    for index, char in enumerate(raw):
-        if char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES:
-            return index
-    return None
+    space = raw.find(" ")
+    if raw.isprintable():
+        return space if space >= 0 else None
+    low, high = 0, len(raw)  # raw[:low] is printable, raw[:high] is not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if raw[:middle].isprintable():
+            low = middle
+        else:
+            high = middle
+    if unicodedata.category(raw[high - 1]) in ("Cn", "Co"):
+        # Unreadable, but not invisible: a host refuses it as unstable, a path or query
+        # as not percent-encoded, with a rule that says so.
+        return space if space >= 0 else None
+    return min(high - 1, space) if space >= 0 else high - 1
 
 
 def _name_char(char: str) -> str:
@@ -656,5 +610,5 @@ def _show(raw: str) -> str:
     return repr(text)
 
 
-def _refuse(rule: str, raw: str, problem: str) -> URIRefusal:
-    return URIRefusal(rule=rule, description=f"{_show(raw)} {problem}")
+def _refuse(rule: str, raw: str, problem: str, detail: str | None = None) -> URIRefusal:
+    return URIRefusal(rule=rule, description=f"{_show(raw)} {problem}", detail=detail)

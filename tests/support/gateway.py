@@ -14,7 +14,16 @@ from yarl import URL
 from gateway.app import create_app
 from gateway.audit.logging import configure_logging
 from gateway.audit.sink import AuditLog
-from gateway.config.settings import Audit, Limits, Listen, Settings, Upstream
+from gateway.config.settings import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_GUARDED_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS,
+    Audit,
+    Limits,
+    Listen,
+    Settings,
+    Upstream,
+)
 from gateway.policy.loader import load_policy, policy_from_mapping
 from gateway.policy.model import Policy
 
@@ -34,6 +43,9 @@ def make_settings(
     body_timeout: float = 10.0,
     trusted_proxies: tuple[Any, ...] = (),
     public_url: str | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    guarded_connections: int = DEFAULT_GUARDED_CONNECTIONS,
+    passthrough_body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> Settings:
     return Settings(
         listen=Listen("127.0.0.1", port),
@@ -44,11 +56,17 @@ def make_settings(
             connect_timeout=1.0,
             timeout=timeout,
             discovery_timeout=5.0,
+            max_connections=max_connections,
+            guarded_connections=guarded_connections,
         ),
         policy_file=DEFAULT_POLICY,
         storage=storage,
         trusted_proxies=trusted_proxies,
-        limits=Limits(max_body_bytes=max_body_bytes, body_timeout=body_timeout),
+        limits=Limits(
+            max_body_bytes=max_body_bytes,
+            body_timeout=body_timeout,
+            passthrough_body_timeout=passthrough_body_timeout,
+        ),
         audit=Audit(sink=str(audit_path)),
     )
 

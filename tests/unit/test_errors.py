@@ -82,7 +82,7 @@ def test_body_is_rfc7591_json(
 ) -> None:
     error = cls("why it was refused", rule="test.rule", **kwargs)
     body = json.loads(error.body())
-    assert body == {"error": code, "error_description": "why it was refused"}
+    assert body == {"error": code, "error_description": "why it was refused (rule test.rule)"}
 
 
 @pytest.mark.parametrize(("cls", "kwargs", "status", "code", "extra"), TABLE, ids=IDS)
@@ -154,7 +154,8 @@ def test_wire_description_stays_in_the_rfc_6749_character_set(
     body = error.body()
     assert body.isascii()
     sent = json.loads(body)["error_description"]
-    assert sent == on_the_wire == wire_description(description)
+    assert sent == f"{on_the_wire} (rule r)"
+    assert on_the_wire == wire_description(description)
     assert WIRE_CHARSET.fullmatch(sent)
     assert error.description == description  # the audit event keeps the whole text
 

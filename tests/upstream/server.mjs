@@ -29,6 +29,15 @@
 // /__test/echo `headers` is built from req.rawHeaders: names lower-cased, a header sent once is a
 // string, a header sent several times is an array of its values in the order received (never
 // joined). `raw_headers` is req.rawHeaders verbatim (original case, alternating name/value).
+//
+// Robustness: no request can stop the server. A target the URL parser rejects, or a Host /
+// X-Forwarded-Host / X-Forwarded-Proto the provider cannot build URLs from, gets a JSON 400;
+// a handler that throws or rejects gets a JSON 500 (or, once headers are out, a closed
+// connection); malformed HTTP (bad request line, header bytes, chunked framing, TLS bytes)
+// gets a 400 (431 for oversized headers, 408 for a request timeout) with Connection: close;
+// CONNECT gets a 405.
+// An exception that escapes all of that is logged and the server keeps serving; before READY
+// it still ends the process with exit code 1, so start-up errors are not hidden.
 
 import * as http from 'node:http';
 
@@ -362,6 +371,135 @@ async function handleTest(req, res, url) {
   sendJson(res, 404, { error: 'no such test endpoint', path: req.url });
 }
 
+// ---------------------------------------------------------------- request safety
+
+// The target as a URL, or null when the WHATWG parser rejects it (e.g. `//h:99999/x`, whose
+// protocol-relative form names an impossible port, or `http://[/x`).
+function requestUrl(req) {
+  try {
+    return new URL(req.url, 'http://localhost');
+  } catch {
+    return null;
+  }
+}
+
+// Whether oidc-provider can build URLs for this request. With `provider.proxy` koa takes the
+// origin from the first X-Forwarded-Proto / X-Forwarded-Host value (else Host), and the provider
+// resolves every endpoint against it: `X-Forwarded-Host: h:99999` or `Host: [::1` would only earn
+// a 500 from deep inside the provider.
+function firstValue(value) {
+  return (Array.isArray(value) ? value[0] : (value ?? '')).split(',', 1)[0].trim();
+}
+
+function originProblem(req) {
+  const proto = firstValue(req.headers['x-forwarded-proto']).toLowerCase() || 'http';
+  if (proto !== 'http' && proto !== 'https') {
+    return 'X-Forwarded-Proto must be http or https';
+  }
+  const host = firstValue(req.headers['x-forwarded-host']) || firstValue(req.headers.host);
+  if (host === '') {
+    return null; // HTTP/1.0 without Host: the provider answers that itself
+  }
+  try {
+    new URL(`${proto}://${host}/`); // eslint-disable-line no-new
+    return null;
+  } catch {
+    return 'the Host / X-Forwarded-Host header is not a valid host[:port]';
+  }
+}
+
+// Answer a failed request with a JSON error if nothing was sent yet, else drop the connection:
+// once headers are out, no status can follow.
+function failRequest(res, status, error, description) {
+  try {
+    if (res.headersSent || res.writableEnded || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    // The request body may be unread or half-read: don't reuse the connection.
+    sendJson(res, status, { error, error_description: description }, { Connection: 'close' });
+  } catch (err) {
+    console.error('cannot send an error answer', err);
+    res.destroy();
+  }
+}
+
+function dispatchFailed(req, res, err) {
+  if (req.destroyed && err?.code === 'ECONNRESET') {
+    // The client hung up (or sent broken framing) mid-body: nobody is left to answer.
+    res.destroy();
+    return;
+  }
+  console.error(`request failed: ${req.method} ${JSON.stringify(req.url)}`, err);
+  failRequest(res, 500, 'server_error', 'the test server failed to handle this request');
+}
+
+// Run a handler so that neither a synchronous throw nor a rejected promise escapes.
+function dispatch(handler, req, res) {
+  let result;
+  try {
+    result = handler(req, res);
+  } catch (err) {
+    dispatchFailed(req, res, err);
+    return;
+  }
+  if (result && typeof result.then === 'function') {
+    result.then(undefined, (err) => dispatchFailed(req, res, err));
+  }
+}
+
+// Malformed HTTP: llhttp error codes that deserve a more precise status than 400.
+const CLIENT_ERROR_STATUS = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large'],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'Content Too Large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout'],
+};
+const answeredSockets = new WeakSet();
+
+function onClientError(err, socket) {
+  // llhttp may report the same broken connection more than once; answer it once.
+  if (answeredSockets.has(socket)) {
+    return;
+  }
+  answeredSockets.add(socket);
+  // Never write into a response already under way, nor to a peer that is gone.
+  const inFlight = socket._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || (inFlight && inFlight.headersSent)) {
+    socket.destroy();
+    return;
+  }
+  const [status, reason] = CLIENT_ERROR_STATUS[err.code] ?? [400, 'Bad Request'];
+  const body = JSON.stringify({
+    error: 'invalid_request',
+    error_description: `malformed HTTP request (${err.code ?? 'unknown'})`,
+  });
+  const head = [
+    `HTTP/1.1 ${status} ${reason}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Cache-Control: no-store',
+    'Connection: close',
+  ].join('\r\n');
+  socket.on('error', () => {}); // a peer that resets now has nothing left to learn
+  socket.end(`${head}\r\n\r\n${body}`);
+  // Half-closed: the peer normally closes its side after reading; don't wait forever.
+  setTimeout(() => socket.destroy(), 2000).unref();
+}
+
+// CONNECT is not for this server; without a listener node would just drop the socket.
+function onConnect(req, socket) {
+  socket.on('error', () => {});
+  const body = JSON.stringify({
+    error: 'invalid_request',
+    error_description: 'CONNECT is not supported',
+  });
+  socket.end(
+    'HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\n'
+      + `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+  setTimeout(() => socket.destroy(), 2000).unref();
+}
+
 // ---------------------------------------------------------------- server
 
 // The provider needs the issuer, which may depend on the port picked by listen(); requests that
@@ -370,10 +508,15 @@ let resolveHandler;
 const handlerReady = new Promise((resolve) => {
   resolveHandler = resolve;
 });
+let serving = false;
 
 const server = http.createServer((req, res) => {
-  handlerReady.then((handler) => handler(req, res));
+  handlerReady
+    .then((handler) => dispatch(handler, req, res))
+    .catch((err) => dispatchFailed(req, res, err));
 });
+server.on('clientError', onClientError);
+server.on('connect', onConnect);
 
 server.listen(Number(portSetting), HOST, () => {
   const { port } = server.address();
@@ -390,22 +533,24 @@ server.listen(Number(portSetting), HOST, () => {
   const providerCallback = provider.callback();
 
   resolveHandler((req, res) => {
-    const url = new URL(req.url, 'http://localhost');
-    if (TEST_ENDPOINTS && url.pathname.startsWith('/__test/')) {
-      handleTest(req, res, url).catch((err) => {
-        console.error('test endpoint failed', err);
-        if (!res.headersSent) {
-          sendJson(res, 500, { error: String(err) });
-        } else {
-          res.destroy(err);
-        }
-      });
-      return;
+    const url = requestUrl(req);
+    if (url === null) {
+      failRequest(res, 400, 'invalid_request', 'the request target is not a valid URL');
+      return undefined;
     }
-    providerCallback(req, res);
+    if (TEST_ENDPOINTS && url.pathname.startsWith('/__test/')) {
+      return handleTest(req, res, url);
+    }
+    const problem = originProblem(req);
+    if (problem !== null) {
+      failRequest(res, 400, 'invalid_request', problem);
+      return undefined;
+    }
+    return providerCallback(req, res);
   });
 
   process.stdout.write(`READY ${ownUrl}\n`);
+  serving = true;
   if (issuer !== ownUrl) {
     process.stderr.write(`issuer is ${issuer}\n`);
   }
@@ -414,6 +559,17 @@ server.listen(Number(portSetting), HOST, () => {
 server.on('error', (err) => {
   console.error(`cannot listen on ${HOST}:${portSetting}: ${err.message}`);
   process.exit(1);
+});
+
+// Last resort. Every request path above is guarded, so this only logs what slipped through
+// (e.g. an error thrown from a timer inside a dependency) and keeps serving. Before READY it
+// ends the process as node would: a server that cannot start must not look alive.
+process.on('uncaughtException', (err, origin) => {
+  if (!serving) {
+    console.error(origin === 'unhandledRejection' ? 'unhandled rejection' : 'uncaught', err);
+    process.exit(1);
+  }
+  console.error(`${origin} (the test server keeps serving):`, err);
 });
 
 for (const signal of ['SIGTERM', 'SIGINT']) {

@@ -43,7 +43,7 @@ def test_error_response(error: OAuthError, status: int, code: str, extra: dict[s
     assert response.status == status
     assert json.loads(response.body) == {
         "error": code,
-        "error_description": error.description,
+        "error_description": f"{error.description} (rule r)",
     }
     assert response.headers["Content-Type"] == "application/json"
     assert response.headers["Cache-Control"] == "no-store"

@@ -412,19 +412,29 @@ def test_impersonation_is_checked_against_the_whole_list_even_when_unselected() 
     [
         "claudeai",
         "CLAUDEAI",
-        "  claudeai\t",
+        "  claudeai  ",
         "\uff43\uff4c\uff41\uff55\uff44\uff45\uff41\uff49",
-        "claude\u200bai",
-        "claude\u00adai",
+        "claudeai helper",
+        "Claude",
+        "Claude Desktop",
+        "Anthropic Claude",
     ],
 )
-def test_name_variants_are_the_managed_name(name: str) -> None:
+def test_name_variants_claim_the_managed_client(name: str) -> None:
     decision = decide(POLICY, {"client_name": name, "redirect_uris": [TENANT]})
     assert decision.rule == "client_name.impersonation"
 
 
-def test_a_name_that_only_contains_a_managed_name_is_not_impersonation() -> None:
-    decision = decide(POLICY, {"client_name": "claudeai helper", "redirect_uris": [TENANT]})
+@pytest.mark.parametrize(
+    "name", ["claude\u200bai", "claude\u00adai", "claude\u034fai", "\tclaudeai"]
+)
+def test_hidden_characters_in_a_name_are_refused_not_cleaned(name: str) -> None:
+    decision = decide(POLICY, {"client_name": name, "redirect_uris": [TENANT]})
+    assert decision.rule == "client_name.hidden_characters"
+
+
+def test_a_name_that_only_contains_a_managed_name_inside_a_word_claims_nothing() -> None:
+    decision = decide(POLICY, {"client_name": "claudeaihelper", "redirect_uris": [TENANT]})
     assert decision.rule == "allow.custom"
 
 
@@ -474,13 +484,13 @@ VENDOR = [
     ),
     ("a custom URI is no vendor", {"redirect_uris": [GOOD]}, None),
     (
-        "name before software_id",
+        "a name and a software_id of two clients claim no one",
         {
             "client_name": "Gemini CLI MCP Client",
             "software_id": MCP_REMOTE_ID,
             "redirect_uris": ["http://localhost:7777/oauth/callback"],
         },
-        "gemini-cli",
+        None,
     ),
     (
         "name before URI",
@@ -491,8 +501,13 @@ VENDOR = [
         "vscode",
     ),
     (
-        "an unlisted display name is no vendor",
+        "an entry's display name claims it",
         {"client_name": "Zed", "redirect_uris": ["http://127.0.0.1:27523/callback"]},
+        "zed",
+    ),
+    (
+        "an ordinary name claims no one",
+        {"client_name": "My agent", "redirect_uris": ["http://127.0.0.1:27523/callback"]},
         None,
     ),
     (

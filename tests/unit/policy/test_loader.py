@@ -14,6 +14,7 @@ from gateway.config.yamlsource import ConfigError
 from gateway.policy.loader import load_policy, policy_from_mapping
 from gateway.policy.managed import build_index, load_managed
 from gateway.policy.model import ClientPolicy, Mode, OnExcess, OnMismatch, ScopePolicy
+from gateway.policy.names import name_matches
 from gateway.policy.patterns import LoopbackMode
 from gateway.uri.parse import RedirectURI, parse_redirect_uri
 from tests.support.paths import ROOT
@@ -178,9 +179,9 @@ def test_client_settings() -> None:
     assert client.response_types == {"code", "code id_token"}
     assert client.scopes == ScopePolicy(None, ("anything:goes",), OnExcess.TRIM)
     assert [g.source for g in client.client_name_deny] == ["*Admin*", "root?"]
-    assert client.client_name_deny[0].regex.fullmatch("super admin tool")
-    assert client.client_name_deny[1].regex.fullmatch("roots")
-    assert not client.client_name_deny[1].regex.fullmatch("root")
+    assert name_matches(client.client_name_deny[0].regexes, "Super ADMIN tool")
+    assert name_matches(client.client_name_deny[1].regexes, "roots")
+    assert not name_matches(client.client_name_deny[1].regexes, "root")
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -200,8 +201,8 @@ IDS_KNOWN = (
     "mcp-inspector, cline, continue, antigravity, warp"
 )
 CLIENT_KEYS = (
-    "client_name, default_token_endpoint_auth_method, grant_types, response_types, scopes, "
-    "token_endpoint_auth_methods"
+    "client_name, default_token_endpoint_auth_method, fetched_url_hosts, grant_types, "
+    "response_types, scopes, token_endpoint_auth_methods"
 )
 
 ERRORS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
@@ -225,7 +226,8 @@ ERRORS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
         [
             (
                 "redirect_uris.blok",
-                "unknown key (known keys: allow, block, loopback, managed_list, on_mismatch)",
+                "unknown key (known keys: allow, block, loopback, managed_list, "
+                "max_redirect_uris, on_mismatch)",
             )
         ],
     ),
@@ -247,7 +249,7 @@ ERRORS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
     (
         "unknown client_name key",
         {"version": 1, "client": {"client_name": {"allow": []}}},
-        [("client.client_name.allow", "unknown key (known keys: deny)")],
+        [("client.client_name.allow", "unknown key (known keys: deny, unprotected)")],
     ),
     (
         "a section that is not a mapping",

@@ -10,7 +10,7 @@ import pytest
 from gateway.config.yamlsource import ConfigError, Document, Problem
 from gateway.policy.managed import build_index, default_path, load_managed, read_managed
 from gateway.policy.model import ManagedClient
-from gateway.policy.names import normalize_name
+from gateway.policy.names import claim_keys, prefixes
 from gateway.policy.patterns import LoopbackMode, compile_pattern
 from gateway.uri.parse import RedirectURI, parse_redirect_uri
 from tests.support.paths import ROOT
@@ -68,7 +68,7 @@ def test_the_shipped_list_loads() -> None:
         id="claude",
         name="Claude",
         vendor="Anthropic",
-        client_names=("claudeai",),
+        client_names=("claudeai", "Claude"),
         redirect_uris=(
             "https://claude.ai/api/mcp/auth_callback",
             "https://claude.com/api/mcp/auth_callback",
@@ -77,6 +77,7 @@ def test_the_shipped_list_loads() -> None:
         software_ids=(),
         source="https://claude.com/docs/connectors/building/authentication",
         verified="2026-11-24",
+        hosts=("claude.ai", "claude.com", "anthropic.com"),
     )
 
 
@@ -98,8 +99,20 @@ def test_ids_are_unique() -> None:
 def test_no_two_entries_share_a_name() -> None:
     owner: dict[str, str] = {}
     for client in CLIENTS:
-        for name in {normalize_name(n) for n in (client.name, *client.client_names)}:
-            assert owner.setdefault(name, client.id) == client.id, name
+        for key in {k for n in (client.name, *client.client_names) for k in claim_keys(n)}:
+            assert owner.setdefault(key, client.id) == client.id, key
+
+
+def test_every_entry_lists_the_hosts_it_uses() -> None:
+    for client in CLIENTS:
+        hosts = (*client.hosts, *client.shared_hosts)
+        assert hosts, client.id
+        assert all("." in host and host == host.lower() for host in hosts), client.id
+
+
+def test_no_shared_platform_is_owned() -> None:
+    owned = {host for client in CLIENTS for host in client.hosts}
+    assert not owned & {"github.com", "gitlab.com", "npmjs.com", "pypi.org"}
 
 
 def test_every_entry_is_complete() -> None:
@@ -119,17 +132,20 @@ def test_every_pattern_compiles(client_id: str, pattern: str) -> None:
     assert compiled.label == f"managed:{client_id}"
 
 
-def test_only_listed_names_and_software_ids_are_indexed() -> None:
+def test_names_client_names_and_vendors_are_protected() -> None:
     index = build_index(CLIENTS, LoopbackMode.ANY_PORT)
-    assert {name: c.id for name, c in index.by_name.items()} == {
-        "claudeai": "claude",
-        "cursor": "cursor",
-        "visual studio code": "vscode",
-        "mcp cli proxy": "mcp-remote",
-        "gemini cli mcp client": "gemini-cli",
-        "mcp inspector": "mcp-inspector",
+    for client in CLIENTS:
+        for identity in (client.name, *client.client_names, client.vendor):
+            for key in claim_keys(identity):
+                assert client in index.protected[key], (client.id, identity)
+    assert {c.id for c in index.protected[next(iter(claim_keys("Anthropic")))]} == {
+        "claude",
+        "claude-code",
     }
-    assert {sid: c.id for sid, c in index.by_software_id.items()} == {MCP_REMOTE_ID: "mcp-remote"}
+    assert index.claim_prefixes == prefixes(index.protected)
+    assert {sid: [c.id for c in cs] for sid, cs in index.by_software_id.items()} == {
+        MCP_REMOTE_ID: ["mcp-remote"]
+    }
     assert index.clients is CLIENTS
     assert len(index.patterns) == sum(len(c.redirect_uris) for c in CLIENTS)
     assert set(index.per_client) == set(IDS)

@@ -37,7 +37,7 @@ NORMALIZED = [
     ("https://bücher.example/cb", "https://xn--bcher-kva.example/cb"),
     ("https://BÜCHER.example/cb", "https://xn--bcher-kva.example/cb"),
     ("https://XN--BCHER-KVA.example/cb", "https://xn--bcher-kva.example/cb"),
-    ("https://faß.de/cb", "https://xn--fa-hia.de/cb"),  # non-transitional UTS #46
+    ("https://xn--fa-hia.de/cb", "https://xn--fa-hia.de/cb"),  # an A-label is stable
     (
         "https://\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com/cb",
         "https://example.com/cb",
@@ -166,6 +166,11 @@ def test_redirect_uri_is_immutable() -> None:
 # --- refusals: one table, every rule with the URIs it must catch -------------------------
 
 REFUSED = [
+    # unstable_host: the ASCII form differs between IDNA implementations (UTS #46 §6)
+    ("https://faß.de/cb", "redirect_uri.unstable_host"),  # deviation: fass or xn--fa-hia
+    ("https://stra\u1e9ee.tenant.example.com/cb", "redirect_uri.unstable_host"),  # U+1E9E
+    ("https://\u03c2.example.com/cb", "redirect_uri.unstable_host"),  # final sigma
+    ("https://\u1c89x.example.com/cb", "redirect_uri.unstable_host"),  # Unicode 16 letter
     # too_long: over 2,000 characters, checked first
     ("https://example.com/" + "a" * 1981, "redirect_uri.too_long"),
     ("https://example.com/cb#" + "a" * 2000, "redirect_uri.too_long"),
