@@ -29,6 +29,7 @@ from gateway.storage import open_storage
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.discovery import discover_registration_paths
 from gateway.upstream.passthrough import pass_through
+from gateway.uri.hosts import warm_up
 
 
 @web.middleware
@@ -87,6 +88,12 @@ async def _audit(app: web.Application) -> AsyncIterator[None]:
         audit.close()
 
 
+async def _tables(app: web.Application) -> AsyncIterator[None]:
+    """Data tables loaded before the first request, not during it."""
+    warm_up()
+    yield
+
+
 async def _registration_endpoint(app: web.Application) -> AsyncIterator[None]:
     """Learn the registration endpoint before serving: without it every registration
     would pass through unguarded (RFC 8414 §3)."""
@@ -117,7 +124,7 @@ def create_app(
     )
     app[READY_CACHE] = {}
     # Order matters: the audit sink outlives everything that may write to it.
-    app.cleanup_ctx.extend([_audit, _storage, _upstream, _registration_endpoint])
+    app.cleanup_ctx.extend([_audit, _storage, _upstream, _tables, _registration_endpoint])
     app.router.add_get("/-/healthz", healthz)
     app.router.add_get("/-/readyz", readyz)
     app.router.add_route("*", "/-/{tail:.*}", not_found)

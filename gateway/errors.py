@@ -15,6 +15,7 @@ description, with the offending value as sent, goes into the audit event instead
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -167,6 +168,20 @@ class GatewayTimeout(TemporarilyUnavailable):
 
 _WIRE_SAFE = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
 _WIRE_WORDS = {"\u00a7": "section ", '"': "'"}
+
+
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def quote_value(value: str, limit: int = 200) -> str:
+    """A client-supplied value quoted for a description: as it was sent, cut to ``limit``
+    characters, except that control characters and line separators are spelled
+    ``U+XXXX``, so a description is always one line for any log reader.  Not ``repr``: an
+    invisible character stays itself in the audit event (whose JSON escapes it) instead of
+    becoming a backslash sequence the client never sent; :func:`wire_description` spells it
+    out on the wire."""
+    text = value if len(value) <= limit else value[:limit] + "..."
+    return "'" + _LINE_BREAKING.sub(lambda m: f"U+{ord(m.group()):04X}", text) + "'"
 
 
 def wire_description(text: str) -> str:

@@ -291,6 +291,7 @@ class GatewayRequestHandler(web.RequestHandler):
         )
         if len(path) > MAX_TEXT:
             record.truncated["path"] = len(path)
+        record.note_policy(gateway.policy)
         record.note_error(error)
         record.status = status
         gateway.audit.write(record)

@@ -140,22 +140,29 @@ def claims(name: str, protected: Mapping[str, object], starts: frozenset[str]) -
     found: dict[str, Claim] = {}
     for key in identity_keys(name):
         tokens = words(key)
-        spans: list[Claim] = []
-        for first in range(len(tokens)):
-            joined = ""
-            for last in range(first, len(tokens)):
+        count = len(tokens)
+        # Starts ascending, and at each start the longest claim first: a claim lies inside
+        # a longer one exactly when an earlier one reaches at least as far (one pass).
+        reach = -1
+        for first in range(count):
+            joined = tokens[first]
+            if joined not in starts:
+                continue
+            here: list[tuple[str, int]] = []
+            last = first
+            while True:
+                if joined in protected:
+                    here.append((joined, last))
+                last += 1
+                if last == count:
+                    break
                 joined += tokens[last]
                 if joined not in starts:
                     break
-                if joined in protected:
-                    spans.append(Claim(joined, first, last))
-        # Spans sorted by start, longest first: a span lies inside a longer one exactly
-        # when an earlier span reaches at least as far (one pass, not all pairs).
-        reach = -1
-        for claim in sorted(spans, key=lambda c: (c.first, -c.last)):
-            if claim.last > reach:
-                found.setdefault(claim.key, claim)
-            reach = max(reach, claim.last)
+            for claimed, end in reversed(here):
+                if end > reach and claimed not in found:
+                    found[claimed] = Claim(claimed, first, end)
+                reach = max(reach, end)
     return list(found.values())
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import OAuthError
+from gateway.errors import OAuthError, quote_value
 from gateway.policy.model import ManagedClient
 from gateway.uri.parse import RedirectURI
 
@@ -38,10 +38,8 @@ class Work:
 
 
 def show(value: str, limit: int = 200) -> str:
-    """A value quoted for an error description, cut to a readable length (the wire form is
-    made safe by :func:`gateway.errors.wire_description`)."""
-    text = value if len(value) <= limit else value[:limit] + "..."
-    return repr(text)
+    """A value quoted for an error description (:func:`gateway.errors.quote_value`)."""
+    return quote_value(value, limit)
 
 
 def listing(values: Any) -> str:

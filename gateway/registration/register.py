@@ -33,12 +33,12 @@ async def handle_registration(request: web.Request, gateway: Gateway) -> web.Str
 
 async def _register(exchange: Exchange) -> web.StreamResponse:
     request, gateway, record = exchange.request, exchange.gateway, exchange.record
+    policy = gateway.policy  # one policy for the whole request, even across a reload
+    record.note_policy(policy)
     check_method(
         request, ALLOWED_METHODS, "the registration endpoint (RFC 7591 §3.1)", ALLOW_HEADER
     )
     metadata = await read_metadata(request, gateway.settings.limits)
-    policy = gateway.policy
-    record.note_policy(policy)
     record.note_request(metadata)
     decision = judge(policy, metadata, RequestContext(client_ip=record.client_ip))
     record.note_decision(decision)

@@ -51,8 +51,6 @@ async def pass_through(request: web.Request, gateway: Gateway) -> web.StreamResp
         first = await _small_body(request, idle)
     except OAuthError as error:
         return _close(error_response(error, rid))
-    except (ConnectionError, asyncio.IncompleteReadError, aiohttp.ClientError):
-        return _close(error_response(rules.CLIENT_DISCONNECTED.refuse("the client hung up"), rid))
     streamed = first is not None and not request.content.at_eof()
     if streamed:
         if request.content_length is not None:
@@ -94,48 +92,44 @@ def _close(response: web.Response) -> web.Response:
 
 
 async def _small_body(request: web.Request, idle: float) -> bytes | None:
-    """``None`` without a body; otherwise the whole body when it is small, else its first
-    :data:`SMALL_BODY` bytes or so (the rest is streamed by :func:`_stream`)."""
+    """``None`` without a body; otherwise the whole body when it is small (within ``idle``
+    seconds in all), else its first :data:`SMALL_BODY` bytes or so (each chunk within
+    ``idle``; the rest is streamed by :func:`_stream`)."""
     if not request.body_exists:
         return None
     length = request.content_length
-    if length is not None and length <= SMALL_BODY:
-        return await _read_small(request, idle)
-    return await _read_some(request, idle, SMALL_BODY)
-
-
-async def _read_small(request: web.Request, idle: float) -> bytes:
-    try:
-        async with asyncio.timeout(idle):
-            return await request.content.read()
-    except TimeoutError:
-        raise rules.REQUEST_TIMEOUT.refuse(
-            f"the request body did not arrive within {idle:g} seconds"
-        ) from None
-    except HttpProcessingError:
-        raise rules.REQUEST_BAD_FRAMING.refuse("the request body's framing is invalid") from None
-
-
-async def _read_some(request: web.Request, idle: float, limit: int) -> bytes:
-    """Up to about ``limit`` bytes of a body of unknown or large size, each chunk within
-    ``idle`` seconds."""
+    whole = length is not None and length <= SMALL_BODY
     chunks: list[bytes] = []
     size = 0
     try:
-        while size < limit:
-            async with asyncio.timeout(idle):
-                chunk = await request.content.readany()
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        async with asyncio.timeout(idle if whole else None):
+            while whole or size < SMALL_BODY:
+                chunk = await _next_chunk(request, idle)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
     except TimeoutError:
-        raise rules.REQUEST_TIMEOUT.refuse(
-            f"the request body stalled for more than {idle:g} seconds"
-        ) from None
+        raise _stalled(idle) from None
+    return b"".join(chunks)
+
+
+async def _next_chunk(request: web.Request, idle: float) -> bytes:
+    """The next chunk of the request body within ``idle`` seconds; every way it can fail
+    becomes the client's wire error."""
+    try:
+        async with asyncio.timeout(idle):
+            return await request.content.readany()
+    except TimeoutError:
+        raise _stalled(idle) from None
     except HttpProcessingError:
         raise rules.REQUEST_BAD_FRAMING.refuse("the request body's framing is invalid") from None
-    return b"".join(chunks)
+    except (ConnectionError, asyncio.IncompleteReadError, aiohttp.ClientError):
+        raise rules.CLIENT_DISCONNECTED.refuse("the client hung up mid-body") from None
+
+
+def _stalled(idle: float) -> OAuthError:
+    return rules.REQUEST_TIMEOUT.refuse(f"the request body stalled for more than {idle:g} seconds")
 
 
 async def _stream(
@@ -152,22 +146,9 @@ async def _stream(
         yield first
     while True:
         try:
-            async with asyncio.timeout(idle):
-                chunk = await request.content.readany()
-        except TimeoutError:
-            raise UploadFailed(
-                rules.REQUEST_TIMEOUT.refuse(
-                    f"the request body stalled for more than {idle:g} seconds"
-                )
-            ) from None
-        except HttpProcessingError:
-            raise UploadFailed(
-                rules.REQUEST_BAD_FRAMING.refuse("the request body's framing is invalid")
-            ) from None
-        except (ConnectionError, asyncio.IncompleteReadError, aiohttp.ClientError):
-            raise UploadFailed(
-                rules.CLIENT_DISCONNECTED.refuse("the client hung up mid-body")
-            ) from None
+            chunk = await _next_chunk(request, idle)
+        except OAuthError as error:
+            raise UploadFailed(error) from None
         if not chunk:
             deadline.reschedule(asyncio.get_running_loop().time() + timeout)
             return

@@ -238,6 +238,13 @@ def host_within(host: str, domains: tuple[str, ...]) -> bool:
     return any(host == domain or host.endswith("." + domain) for domain in domains)
 
 
+def warm_up() -> None:
+    """Load the data the first internationalized or fetched host would otherwise load in
+    the middle of a request (the Public Suffix List, the unstable code points)."""
+    _public_suffixes()
+    first_unstable("")
+
+
 def _ends_in_number(label: str) -> bool:
     """WHATWG URL's "ends in a number" test: such a host is parsed as IPv4, not as a name."""
     return label.isascii() and (label.isdigit() or bool(_HEX_NUMBER_RE.fullmatch(label)))

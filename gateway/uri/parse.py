@@ -36,10 +36,12 @@ compares unequal.  Everything here is pure: no I/O, no DNS.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
 
+from gateway.errors import quote_value
 from gateway.rules import URI_RULES
 from gateway.uri.hosts import HostError, internal_host_problem, is_ip_address, normalize_host
 
@@ -187,8 +189,12 @@ class URIParts:
     is_web: bool
 
 
+@functools.lru_cache(maxsize=2048)
 def parse_redirect_uri(raw: str) -> RedirectURI | URIRefusal:
     """Parse, check and normalize one redirect URI; never raises for any ``str`` input.
+
+    Pure, so its results are cached: one decision looks at a URI more than once (the
+    allow lists, then the identity checks), and clients repeat the same few URIs.
 
     The checks and their order are described in the module docstring and in
     ``docs/redirect-uris.md``.  A :class:`RedirectURI` is returned only when every rule passes.
@@ -196,6 +202,10 @@ def parse_redirect_uri(raw: str) -> RedirectURI | URIRefusal:
     parts = parse_parts(raw)
     if isinstance(parts, URIRefusal):
         return parts
+    return _uri(raw, parts)
+
+
+def _uri(raw: str, parts: URIParts) -> RedirectURI:
     return RedirectURI(
         raw=raw,
         scheme=parts.scheme,
@@ -214,6 +224,7 @@ IP_ADDRESS = "metadata_url.ip_address"
 INTERNAL_HOST = "metadata_url.internal_host"
 
 
+@functools.lru_cache(maxsize=2048)
 def parse_metadata_url(raw: str) -> RedirectURI | URIRefusal:
     """Parse a URL-valued metadata field with the redirect URI rules plus: ``https``, a DNS
     host name (no IP literal in any IPv4 or IPv6 notation, no ``localhost``, no single-label
@@ -239,16 +250,7 @@ def parse_metadata_url(raw: str) -> RedirectURI | URIRefusal:
     problem = internal_host_problem(host)
     if problem is not None:
         return _refuse(INTERNAL_HOST, raw, f"cannot be fetched safely: {problem}")
-    return RedirectURI(
-        raw=raw,
-        scheme=parts.scheme,
-        host=parts.host,
-        port=parts.port,
-        path=parts.path,
-        query=parts.query,
-        is_loopback=False,
-        is_web=True,
-    )
+    return _uri(raw, parts)  # https on a public name: never loopback
 
 
 def parse_parts(raw: str, *, pattern: bool = False) -> URIParts | URIRefusal:
@@ -605,9 +607,8 @@ def _name_char(char: str) -> str:
 
 
 def _show(raw: str) -> str:
-    """The URI for a message: truncated, and escaped by ``repr`` so controls cannot forge logs."""
-    text = raw if len(raw) <= _SHOW_LIMIT else raw[:_SHOW_LIMIT] + "..."
-    return repr(text)
+    """The URI for a message (:func:`gateway.errors.quote_value`)."""
+    return quote_value(raw, _SHOW_LIMIT)
 
 
 def _refuse(rule: str, raw: str, problem: str, detail: str | None = None) -> URIRefusal:

@@ -33,7 +33,10 @@ from gateway.http.protocol import (
     serve_with_gateway_protocol,
 )
 from gateway.http.routes import Router
+from gateway.policy.loader import policy_from_mapping
 from gateway.state import GATEWAY
+
+POLICY = policy_from_mapping({"version": 1})
 
 # ---------------------------------------------------------------------- recover_request_line
 
@@ -214,7 +217,7 @@ async def tiny(aiohttp_server):
     app = web.Application()
     serve_with_gateway_protocol(app)
     audit = FakeAudit()
-    app[GATEWAY] = SimpleNamespace(router=Router(["/reg"]), audit=audit)  # type: ignore[misc]
+    app[GATEWAY] = SimpleNamespace(router=Router(["/reg"]), audit=audit, policy=POLICY)  # type: ignore[misc]
     app.router.add_route("*", "/{tail:.*}", echo)
     server = await aiohttp_server(app)
     return SimpleNamespace(server=server, audit=audit)
