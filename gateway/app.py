@@ -15,19 +15,28 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import rules
+from gateway.audit.events import REGISTRATION_EVENT
 from gateway.audit.sink import AuditLog
 from gateway.config.settings import Settings
+from gateway.http.cors import CorsPolicy
+from gateway.http.exchange import Exchange
 from gateway.http.forwarding import TrustedProxies
 from gateway.http.health import READY_CACHE, healthz, not_found, readyz
+from gateway.http.metadata import serve_metadata
 from gateway.http.protocol import serve_with_gateway_protocol
 from gateway.http.responses import error_response
-from gateway.http.routes import Kind, Router
+from gateway.http.routes import Kind, Router, Target
 from gateway.policy.model import Policy
+from gateway.policy.policies import Policies
+from gateway.profiles.generic import GenericProfile
+from gateway.profiles.keycloak import KeycloakProfile
+from gateway.registration.manage import handle_management
 from gateway.registration.register import handle_registration
+from gateway.registry.records import ClientRecords
 from gateway.state import GATEWAY, Gateway
 from gateway.storage import open_storage
 from gateway.upstream.client import UpstreamClient
-from gateway.upstream.discovery import discover_registration_paths
+from gateway.upstream.discovery import MetadataCache, discover_registration_paths
 from gateway.upstream.passthrough import pass_through
 from gateway.uri.hosts import warm_up
 
@@ -53,14 +62,52 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return response
 
 
+#: Methods a browser may use on each guarded kind (for CORS preflights).
+_CORS_METHODS = {
+    Kind.REGISTER: ("POST",),
+    Kind.MANAGE: ("GET", "PUT", "DELETE"),
+    Kind.DISCOVERY: ("GET", "HEAD"),
+    Kind.REFUSE: (),
+}
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    """Registration paths (however spelled) are guarded; CORS preflights and all other
-    paths pass through."""
+    """Classify the request once: the guarded kinds (registration, management, discovery,
+    refused paths) are the gateway's, everything else passes through."""
     gateway = request.app[GATEWAY]
     target = gateway.router.classify(request.rel_url.raw_path)
-    if target.kind is Kind.REGISTER and request.method != "OPTIONS":
-        return await handle_registration(request, gateway)
-    return await pass_through(request, gateway)
+    kind = target.kind
+    if kind is Kind.PASSTHROUGH:
+        return await pass_through(request, gateway)
+    if request.method == "OPTIONS":  # a CORS preflight: answered here, never forwarded
+        rid = gateway.identify(request).request_id
+        return gateway.cors.preflight(request, _CORS_METHODS[kind], rid)
+    if kind is Kind.REGISTER:
+        response = await handle_registration(request, gateway, target)
+    elif kind is Kind.MANAGE:
+        response = await handle_management(request, gateway, target)
+    elif kind is Kind.DISCOVERY:
+        if request.method not in ("GET", "HEAD"):
+            return await pass_through(request, gateway)
+        response = await serve_metadata(request, gateway, target)
+    else:
+        response = await refuse(request, gateway, target)
+    gateway.cors.decorate(request, response.headers)
+    return response
+
+
+async def refuse(request: web.Request, gateway: Gateway, target: Target) -> web.StreamResponse:
+    """A path the upstream would route to client creation but the gateway does not judge
+    (a Keycloak sibling provider, a path below a client configuration endpoint): refused
+    and audited, never forwarded."""
+    exchange = Exchange(request, gateway, REGISTRATION_EVENT, target.tenant)
+    exchange.record.note_policy(gateway.policies.for_tenant(target.tenant))
+
+    async def refusal() -> web.StreamResponse:
+        assert target.refusal is not None
+        raise target.refusal
+
+    return await exchange.run(refusal())
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
@@ -102,25 +149,47 @@ async def _registration_endpoint(app: web.Application) -> AsyncIterator[None]:
         paths = await discover_registration_paths(
             gateway.upstream, gateway.settings.upstream.discovery_timeout
         )
-        gateway.router = Router(paths)
+        gateway.router = build_router(gateway.settings, paths)
     yield
 
 
+def build_router(settings: Settings, registration_paths: tuple[str, ...] = ()) -> Router:
+    """The upstream's profile (:mod:`gateway.profiles`) behind a router."""
+    if settings.upstream.profile == "keycloak":
+        return Router(
+            KeycloakProfile(
+                settings.upstream.path_prefix,
+                tenants=(realm for realm, _ in settings.tenants),
+                allow_providers=settings.keycloak.allow_providers,
+            )
+        )
+    return Router(
+        GenericProfile(
+            registration_paths or settings.upstream.registration_paths or (),
+            allow_providers=settings.keycloak.allow_providers,
+        )
+    )
+
+
 def create_app(
-    settings: Settings, policy: Policy, *, audit: AuditLog | None = None
+    settings: Settings, policies: Policies | Policy, *, audit: AuditLog | None = None
 ) -> web.Application:
     """Build the gateway application; nothing touches the network until it starts."""
     app = web.Application(middlewares=[json_errors])
     # Requests aiohttp's parser refuses never reach a handler or a middleware.
     serve_with_gateway_protocol(app)
+    storage = open_storage(settings.storage)
     app[GATEWAY] = Gateway(
         settings=settings,
-        policy=policy,
+        policies=policies if isinstance(policies, Policies) else Policies(policies),
         upstream=UpstreamClient(settings.upstream),
         audit=audit or AuditLog(settings.audit.sink),
-        storage=open_storage(settings.storage),
+        storage=storage,
         trusted=TrustedProxies(settings.trusted_proxies),
-        router=Router(settings.upstream.registration_paths or ()),
+        router=build_router(settings),
+        clients=ClientRecords(storage),
+        metadata_cache=MetadataCache(settings.upstream.discovery_cache),
+        cors=CorsPolicy(settings.cors),
     )
     app[READY_CACHE] = {}
     # Order matters: the audit sink outlives everything that may write to it.

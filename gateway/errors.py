@@ -120,6 +120,12 @@ class InvalidRequest(OAuthError):
     """A request the gateway cannot read (RFC 6749 §5.2 ``invalid_request``)."""
 
 
+class NotFound(OAuthError):
+    """No such endpoint where the gateway guards a path space (RFC 9110 §15.5.5)."""
+
+    status = 404
+
+
 class PayloadTooLarge(OAuthError):
     """The body is larger than ``limits.max_body_bytes`` (RFC 9110 §15.5.14)."""
 

@@ -26,6 +26,7 @@ from gateway.errors import (
     InvalidRedirectURI,
     InvalidRequest,
     MethodNotAllowed,
+    NotFound,
     OAuthError,
     PayloadTooLarge,
     RequestTimeout,
@@ -99,6 +100,13 @@ ALLOW_CUSTOM = _rule(
 ALLOW_MIXED = _rule(
     "allow.mixed", None, Stage.ALLOW, "some matched the managed list, some the custom list"
 )
+ALLOW_MANAGEMENT = _rule(
+    "allow.management",
+    None,
+    Stage.GATEWAY,
+    "a read or delete of a client's configuration (RFC 7592 §2.1, §2.3), forwarded: the "
+    "authorization server checks the registration access token",
+)
 ALLOW_NO_REDIRECT_URIS = _rule(
     "allow.no_redirect_uris",
     None,
@@ -154,6 +162,36 @@ CLIENT_DISCONNECTED = _rule(
     InvalidRequest,
     Stage.REQUEST,
     "the client closed the connection before the gateway answered",
+)
+
+# --------------------------------------------------------------------------- routing
+PROVIDER_REFUSED = _rule(
+    "provider.not_allowed",
+    AccessDenied,
+    Stage.REQUEST,
+    "a Keycloak client registration provider other than `openid-connect` (`default`, "
+    "`install`, `saml2-entity-descriptor`), which creates clients without OIDC metadata "
+    "checks, and `keycloak.allow_providers` does not list it",
+)
+MANAGEMENT_NOT_A_CLIENT = _rule(
+    "management.not_a_client",
+    NotFound,
+    Stage.REQUEST,
+    "a path below the registration endpoint that is not one client configuration endpoint "
+    "(`<registration path>/<client id>`, RFC 7592 §2)",
+)
+TENANT_CASE_MISMATCH = _rule(
+    "tenant.case_mismatch",
+    NotFound,
+    Stage.REQUEST,
+    "a realm that matches a configured tenant only when letter case is ignored (realm names "
+    "are case-sensitive)",
+)
+MANAGEMENT_CLIENT_ID_MISMATCH = _rule(
+    "management.client_id_mismatch",
+    InvalidClientMetadata,
+    Stage.REQUEST,
+    "an update (RFC 7592 §2.2) whose `client_id` is missing or not the one in its path",
 )
 
 # --------------------------------------------------------------------------- body

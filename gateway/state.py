@@ -9,29 +9,35 @@ from multidict import CIMultiDict
 
 from gateway.audit.sink import AuditLog
 from gateway.config.settings import Settings
+from gateway.http.cors import CorsPolicy
 from gateway.http.forwarding import Caller, TrustedProxies, upstream_request_headers
 from gateway.http.routes import Router
-from gateway.policy.model import Policy
+from gateway.policy.policies import Policies
+from gateway.registry.records import ClientRecords
 from gateway.storage import Storage
 from gateway.upstream.client import UpstreamClient
+from gateway.upstream.discovery import MetadataCache
 
 
 @dataclass(slots=True)
 class Gateway:
     """Everything a request handler needs.
 
-    ``policy`` is read once per request into a local, so a later reload never changes the
-    rules halfway through a decision.  ``router`` is replaced once at start-up when the
-    registration endpoint is discovered.
+    A request reads its policy from ``policies`` once, into a local, so a later reload
+    never changes the rules halfway through a decision.  ``router`` is replaced once at
+    start-up when the registration endpoint is discovered.
     """
 
     settings: Settings
-    policy: Policy
+    policies: Policies
     upstream: UpstreamClient
     audit: AuditLog
     storage: Storage
     trusted: TrustedProxies
     router: Router
+    clients: ClientRecords
+    metadata_cache: MetadataCache
+    cors: CorsPolicy
 
     def identify(self, request: web.Request) -> Caller:
         """Who sent ``request`` (request ids and client IP; see :class:`Caller`)."""

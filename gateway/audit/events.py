@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 #: The ``event`` value of a registration decision.
 REGISTRATION_EVENT = "registration"
+#: The ``event`` values of RFC 7592 management calls, by method.
+MANAGEMENT_EVENTS = {"GET": "client.read", "PUT": "client.updated", "DELETE": "client.deleted"}
+#: A management call with another method (refused).
+MANAGEMENT_EVENT = "client.management"
 
 #: Longest string kept from a client-supplied field; real values are far shorter.
 MAX_TEXT = 2000
@@ -46,6 +50,8 @@ class AuditRecord:
     method: str
     path: str
     client_request_id: str | None = None
+    #: The tenant (Keycloak realm) whose policy decided; ``None`` in the generic profile.
+    tenant: str | None = None
     decision: str = "error"  # allowed | denied | error
     rule: str | None = None
     error: str | None = None
@@ -68,6 +74,8 @@ class AuditRecord:
     client_disconnected: bool = False
     latency_ms: float | None = None
     truncated: dict[str, int] = field(default_factory=dict)
+    #: Fields of one kind of event only (``changes`` of ``client.updated``).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def note_policy(self, policy: Policy) -> None:
         self.policy = policy.source
@@ -119,11 +127,12 @@ class AuditRecord:
         fields = {
             name: list(value) if isinstance(value, list) else value
             for name in self.__slots__
-            if name != "event"
+            if name not in ("event", "extra")
             for value in (getattr(self, name),)
         }
         if not self.truncated:
             del fields["truncated"]
+        fields.update(self.extra)
         return fields
 
     def _text(self, name: str, value: object) -> str | None:

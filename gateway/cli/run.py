@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     settings = loaded.settings
     configure_logging(settings.log_level)
-    app = create_app(settings, loaded.policy)
+    app = create_app(settings, loaded.policies)
     log().info(
         "starting",
         listen=f"http://{settings.listen.host}:{settings.listen.port}",

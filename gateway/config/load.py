@@ -1,6 +1,6 @@
-"""Loading a whole deployment: the config file and the policy file it names.
+"""Loading a whole deployment: the config file and the policy files it names.
 
-Both are validated before anything starts, and problems from both files are reported
+All are validated before anything starts, and problems from every file are reported
 together, so one ``dcr-gateway check`` run shows everything that needs fixing.
 """
 
@@ -14,27 +14,43 @@ from gateway.config.settings import Settings, read_settings
 from gateway.config.yamlsource import ConfigError, Problem, load_file
 from gateway.policy.loader import read_policy
 from gateway.policy.model import Policy
+from gateway.policy.policies import Policies
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedConfig:
     settings: Settings
-    policy: Policy
+    policies: Policies
+
+    @property
+    def policy(self) -> Policy:
+        """The default policy (of every tenant without its own)."""
+        return self.policies.default
+
+
+def _load_policy(path: Path, problems: list[Problem]) -> Policy | None:
+    policy_problems: list[Problem] = []
+    document = load_file(path, policy_problems)
+    policy = None
+    if document.data is not None or not policy_problems:
+        policy = read_policy(document, policy_problems)
+    problems.extend(policy_problems)
+    return None if policy_problems else policy
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
-    """Read, validate and type the config and its policy; raise :class:`ConfigError`
-    listing every problem found in either file."""
+    """Read, validate and type the config and its policies; raise :class:`ConfigError`
+    listing every problem found in any file."""
     problems: list[Problem] = []
     document = load_file(path, problems, env)
     settings = read_settings(document, path.parent, problems)
-    policy_problems: list[Problem] = []
     policy: Policy | None = None
     if settings.policy_file != path.parent:
-        policy_document = load_file(settings.policy_file, policy_problems)
-        if policy_document.data is not None or not policy_problems:
-            policy = read_policy(policy_document, policy_problems)
-    problems.extend(policy_problems)
+        policy = _load_policy(settings.policy_file, problems)
+    tenants = {realm: _load_policy(file, problems) for realm, file in settings.tenants}
     if problems or policy is None:
         raise ConfigError(problems)
-    return LoadedConfig(settings, policy)
+    return LoadedConfig(
+        settings,
+        Policies(policy, {realm: p for realm, p in tenants.items() if p is not None}),
+    )

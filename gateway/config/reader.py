@@ -145,6 +145,15 @@ class Reader:
     def problem(self, path: KeyPath, message: str) -> None:
         self.problems.append(Problem(format_path(path), message, self.document.location(path)))
 
+    def mapping(self, value: Any, path: KeyPath) -> dict[str, Any]:
+        """A mapping with keys of the author's choosing (realm names); empty when absent."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(path, f"must be a mapping, not {_type_name(value)}")
+            return {}
+        return value
+
     def section(self, value: Any, path: KeyPath, known: Collection[str]) -> dict[str, Any]:
         """A mapping whose keys must all be in ``known``; empty when absent or wrong."""
         if value is None:

@@ -23,6 +23,7 @@ from gateway.config.reader import (
     as_int,
     as_nonempty_str,
     as_size,
+    as_str,
 )
 from gateway.config.yamlsource import Document, KeyPath, Problem
 
@@ -41,6 +42,11 @@ DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 DEFAULT_BODY_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_GUARDED_CONNECTIONS = 20
+DEFAULT_DISCOVERY_CACHE = 60.0
+DEFAULT_CORS_MAX_AGE = 600.0
+PROFILES = ("generic", "keycloak")
+#: Keycloak's client registration providers (``/realms/{realm}/clients-registrations/{id}``).
+KEYCLOAK_PROVIDERS = ("openid-connect", "default", "install", "saml2-entity-descriptor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,12 @@ class Upstream:
     preserve_host: bool = False
     #: How long start-up keeps retrying discovery of the registration endpoint.
     discovery_timeout: float = DEFAULT_DISCOVERY_TIMEOUT
+    #: Which URL layout the upstream has: ``generic`` or ``keycloak`` (realms).
+    profile: str = "generic"
+    #: Keycloak before 17 serves everything under ``/auth``.
+    path_prefix: str = ""
+    #: How long a parsed upstream discovery document is reused.
+    discovery_cache: float = DEFAULT_DISCOVERY_CACHE
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,21 @@ class Audit:
 
 
 @dataclass(frozen=True, slots=True)
+class Keycloak:
+    #: Client registration providers a request may reach; the others answer 403.
+    allow_providers: tuple[str, ...] = ("openid-connect",)
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """CORS for browser-based clients on the guarded paths (registration, management,
+    discovery); none by default."""
+
+    allow_origins: tuple[str, ...] = ()
+    max_age: float = DEFAULT_CORS_MAX_AGE
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: Listen
     public_url: URL
@@ -94,6 +121,10 @@ class Settings:
     limits: Limits = Limits()
     audit: Audit = Audit()
     log_level: str = "info"
+    #: Tenant (Keycloak realm) -> its policy file; others use ``policy_file``.
+    tenants: tuple[tuple[str, Path], ...] = ()
+    keycloak: Keycloak = Keycloak()
+    cors: Cors = Cors()
 
 
 _TOP_KEYS = {
@@ -106,6 +137,9 @@ _TOP_KEYS = {
     "limits",
     "audit",
     "log_level",
+    "tenants",
+    "keycloak",
+    "cors",
 }
 _UPSTREAM_KEYS = {
     "url",
@@ -116,6 +150,9 @@ _UPSTREAM_KEYS = {
     "guarded_connections",
     "preserve_host",
     "discovery_timeout",
+    "profile",
+    "path_prefix",
+    "discovery_cache",
 }
 
 
@@ -125,6 +162,29 @@ def _as_path(value: Any) -> str:
         raise ValueError(f"must be an absolute path starting with '/', not {text!r}")
     if "?" in text or "#" in text:
         raise ValueError("must be a path, without query or fragment")
+    return text
+
+
+def _as_prefix(value: Any) -> str:
+    text = as_str(value)
+    if text in ("", "/"):
+        return ""
+    return _as_path(text).rstrip("/")
+
+
+def _as_origin(value: Any) -> str:
+    """A web origin (RFC 6454): scheme, host and optional port, nothing else."""
+    text = as_nonempty_str(value)
+    url = as_http_url(text)
+    if url.raw_path not in ("", "/") or text.endswith("/"):
+        raise ValueError(f"must be an origin such as https://app.example.com, not {text!r}")
+    return str(url.origin())
+
+
+def _as_realm(value: Any) -> str:
+    text = as_nonempty_str(value)
+    if "/" in text or text.strip() != text:
+        raise ValueError(f"must be a realm name, not {text!r}")
     return text
 
 
@@ -185,7 +245,24 @@ def read_settings(document: Document, base_dir: Path, problems: list[Problem]) -
         discovery_timeout=r.get(
             up_s, up, "discovery_timeout", as_duration, DEFAULT_DISCOVERY_TIMEOUT
         ),
+        profile=r.get(up_s, up, "profile", as_choice(*PROFILES), "generic"),
+        path_prefix=r.get(up_s, up, "path_prefix", _as_prefix, ""),
+        discovery_cache=r.get(up_s, up, "discovery_cache", as_duration, DEFAULT_DISCOVERY_CACHE),
     )
+    if upstream.profile == "keycloak":
+        if "/realms/" in upstream_url.raw_path + "/":
+            r.problem(
+                (*up, "url"),
+                "with profile keycloak, upstream.url is Keycloak's base URL, not a realm's: "
+                "the realm comes from each request's path (policies per realm: tenants)",
+            )
+        if paths is not None:
+            r.problem(
+                (*up, "registration_paths"),
+                "the keycloak profile knows every realm's registration path; remove this key",
+            )
+    elif upstream.path_prefix:
+        r.problem((*up, "path_prefix"), "applies to the keycloak profile only")
 
     policy_name = r.require(top, (), "policy_file", as_nonempty_str, "")
     policy_file = (base_dir / policy_name) if policy_name else base_dir
@@ -209,6 +286,37 @@ def read_settings(document: Document, base_dir: Path, problems: list[Problem]) -
             limits_s, ("limits",), "passthrough_body_timeout", as_duration, DEFAULT_BODY_TIMEOUT
         ),
     )
+    tenants: list[tuple[str, Path]] = []
+    tp: KeyPath = ("tenants",)
+    if "tenants" in top:
+        if upstream.profile != "keycloak":
+            r.problem(tp, "tenants are Keycloak realms: set upstream.profile: keycloak")
+        tenant_s = r.mapping(top.get("tenants"), tp)  # every key is a realm
+        for realm, file_name in tenant_s.items():
+            try:
+                name = _as_realm(realm)
+                tenants.append((name, base_dir / as_nonempty_str(file_name)))
+            except ValueError as exc:
+                r.problem((*tp, realm), str(exc))
+    kp: KeyPath = ("keycloak",)
+    kc = r.section(top.get("keycloak"), kp, {"allow_providers"})
+    providers = r.str_list(kc, kp, "allow_providers", ("openid-connect",))
+    for index, provider in enumerate(providers):
+        if provider not in KEYCLOAK_PROVIDERS:
+            r.problem(
+                (*kp, "allow_providers", index),
+                f"unknown provider {provider!r}; known: {', '.join(KEYCLOAK_PROVIDERS)}",
+            )
+    if "openid-connect" not in providers and "allow_providers" in kc:
+        r.problem((*kp, "allow_providers"), "must include openid-connect")
+    cp: KeyPath = ("cors",)
+    cors_s = r.section(top.get("cors"), cp, {"allow_origins", "max_age"})
+    cors = Cors(
+        allow_origins=tuple(
+            r.items(cors_s.get("allow_origins"), (*cp, "allow_origins"), _as_origin)
+        ),
+        max_age=r.get(cors_s, cp, "max_age", as_duration, DEFAULT_CORS_MAX_AGE),
+    )
     audit_s = r.section(top.get("audit"), ("audit",), {"sink"})
     sink = r.get(audit_s, ("audit",), "sink", as_nonempty_str, "stdout")
     if sink not in ("stdout", "stderr"):
@@ -228,4 +336,7 @@ def read_settings(document: Document, base_dir: Path, problems: list[Problem]) -
         log_level=r.get(
             top, (), "log_level", as_choice("debug", "info", "warning", "error"), "info"
         ),
+        tenants=tuple(tenants),
+        keycloak=Keycloak(allow_providers=tuple(p for p in providers if p in KEYCLOAK_PROVIDERS)),
+        cors=cors,
     )

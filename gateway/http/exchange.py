@@ -38,7 +38,9 @@ class Exchange:
 
     __slots__ = ("caller", "gateway", "record", "request", "started")
 
-    def __init__(self, request: web.Request, gateway: Gateway, event: str) -> None:
+    def __init__(
+        self, request: web.Request, gateway: Gateway, event: str, tenant: str | None = None
+    ) -> None:
         self.started = time.perf_counter()
         self.request = request
         self.gateway = gateway
@@ -51,6 +53,7 @@ class Exchange:
             user_agent=request.headers.get("User-Agent"),
             method=request.method,
             path=request.rel_url.raw_path,
+            tenant=tenant,
         )
 
     async def run(self, work: Awaitable[web.StreamResponse]) -> web.StreamResponse:

@@ -55,7 +55,13 @@ from aiohttp.http_exceptions import (
 from aiohttp.streams import StreamReader
 
 from gateway import rules
-from gateway.audit.events import MAX_TEXT, REGISTRATION_EVENT, AuditRecord
+from gateway.audit.events import (
+    MANAGEMENT_EVENT,
+    MANAGEMENT_EVENTS,
+    MAX_TEXT,
+    REGISTRATION_EVENT,
+    AuditRecord,
+)
 from gateway.audit.logging import log
 from gateway.errors import OAuthError
 from gateway.http.forwarding import new_request_id
@@ -279,19 +285,26 @@ class GatewayRequestHandler(web.RequestHandler):
         if gateway is None or line is None or line.method == "OPTIONS":
             return False
         path = line.path
-        if gateway.router.classify(path).kind is not Kind.REGISTER:
+        target = gateway.router.classify(path)
+        if target.kind is Kind.REGISTER:
+            event = REGISTRATION_EVENT
+        elif target.kind is Kind.MANAGE:
+            event = MANAGEMENT_EVENTS.get(line.method, MANAGEMENT_EVENT)
+        else:
             return False
         record = AuditRecord(
-            event=REGISTRATION_EVENT,
+            event=event,
             request_id=request_id,
             client_ip=peer,
             user_agent=None,
             method=line.method,
             path=path[:MAX_TEXT],
+            tenant=target.tenant,
         )
         if len(path) > MAX_TEXT:
             record.truncated["path"] = len(path)
-        record.note_policy(gateway.policy)
+        record.client_id = target.client_id
+        record.note_policy(gateway.policies.for_tenant(target.tenant))
         record.note_error(error)
         record.status = status
         gateway.audit.write(record)

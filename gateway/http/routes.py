@@ -2,52 +2,64 @@
 
 A guard that compares paths byte for byte is walked around with ``/REG``, ``/reg/``,
 ``//reg``, ``/%72eg`` or ``/x/../reg`` (see :mod:`gateway.uri.paths`), so every request
-path is put in canonical form once and compared with the canonical forms of the guarded
-paths.  The answer is a :class:`Target`: a kind, and for a management request the client
-id it names.  The gateway's own endpoints (``/-/``) are routed by aiohttp before this.
+path is put in canonical form once and handed to the upstream's profile
+(:mod:`gateway.profiles`), which says what it is: a :class:`Target`.  Guarded targets
+carry the path to forward upstream in normal form, so what reaches the upstream is
+exactly what was judged.  The gateway's own endpoints (``/-/``) are routed by aiohttp
+before this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
-from gateway.uri.paths import canonical_path
+from gateway.errors import OAuthError
 
 
 class Kind(Enum):
     REGISTER = "register"  # the registration endpoint (RFC 7591 §3)
-    MANAGE = "manage"  # a client configuration endpoint below it (RFC 7592 §2)
+    MANAGE = "manage"  # a client configuration endpoint (RFC 7592 §2)
+    DISCOVERY = "discovery"  # authorization server metadata (RFC 8414, OIDC Discovery)
+    REFUSE = "refuse"  # a path the upstream would route to client creation: never forwarded
     PASSTHROUGH = "passthrough"  # everything else: relayed untouched
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     kind: Kind
-    #: For ``MANAGE``: the client id, as the canonical path spells it.
+    #: The tenant (Keycloak realm) the path belongs to, as the path spells it.
+    tenant: str | None = None
+    #: For ``MANAGE``: the client id, letter case kept.
     client_id: str | None = None
+    #: For guarded kinds: the path sent upstream (gateway-relative, normal form).
+    upstream_path: str | None = None
+    #: For ``DISCOVERY``: the gateway-relative path of that tenant's registration endpoint.
+    registration_path: str | None = None
+    #: For ``REFUSE``: the refusal.
+    refusal: OAuthError | None = None
 
 
 PASSTHROUGH = Target(Kind.PASSTHROUGH)
-REGISTER = Target(Kind.REGISTER)
+
+
+class Profile(Protocol):
+    """What a profile knows: how to classify a path, and whether it is complete."""
+
+    def classify(self, raw_path: str) -> Target: ...
+
+    def knows_registration(self) -> bool: ...
 
 
 class Router:
-    """The guarded paths of one deployment, matched by canonical form."""
+    """The deployment's profile, behind one method."""
 
-    def __init__(self, registration_paths: Iterable[str] = ()) -> None:
-        self.registration_paths = tuple(registration_paths)
-        self._register = frozenset(canonical_path(p) for p in self.registration_paths)
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
 
     def __bool__(self) -> bool:
-        return bool(self._register)
+        return self.profile.knows_registration()
 
     def classify(self, raw_path: str) -> Target:
-        path = canonical_path(raw_path)
-        if path in self._register:
-            return REGISTER
-        parent, _, last = path.rpartition("/")
-        if last and parent in self._register:
-            return Target(Kind.MANAGE, last)
-        return PASSTHROUGH
+        return self.profile.classify(raw_path)

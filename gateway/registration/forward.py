@@ -1,20 +1,35 @@
 """Sending judged metadata upstream and relaying the answer (RFC 7591 §3.2, RFC 7592 §2).
 
 What goes upstream is the metadata that was judged, re-serialized (never the raw bytes),
-with a correct ``Content-Length``.  The answer is read whole (bounded by
-``limits.max_response_bytes``) so the audit record can note the ``client_id``; it is a small
-JSON document.
+with a correct ``Content-Length``, to the path the router put in normal form.  The answer
+is read whole (bounded by ``limits.max_response_bytes``): the audit record notes the
+``client_id``, and ``registration_client_uri`` (RFC 7592 §3) is made to point at the
+gateway's public URL, so that a client's management calls come through the gateway even
+when the upstream ignores the forwarding headers.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import Any
+
 from aiohttp import web
+from yarl import URL
 
 from gateway.audit.events import AuditRecord
 from gateway.http.exchange import ClientGone, client_gone
 from gateway.http.forwarding import Caller, downstream_response_headers
 from gateway.state import Gateway
 from gateway.upstream.client import read_answer
+
+
+@dataclass(slots=True)
+class Answer:
+    """The upstream's answer, as relayed, and its JSON object when it is one."""
+
+    response: web.Response
+    document: dict[str, Any] | None
 
 
 async def forward_json(
@@ -24,8 +39,9 @@ async def forward_json(
     record: AuditRecord,
     method: str,
     payload: bytes | None,
-) -> web.Response:
-    """One upstream exchange on the guarded pool; the answer is relayed as it came."""
+    path: str,
+) -> Answer:
+    """One upstream exchange on the guarded pool to ``path`` (gateway-relative)."""
     if client_gone(request):
         raise ClientGone
     headers = gateway.upstream_headers(request, caller)
@@ -33,12 +49,65 @@ async def forward_json(
         headers["Content-Type"] = "application/json"
         headers["Content-Length"] = str(len(payload))
     upstream = gateway.upstream
+    target = upstream.url_for(request.rel_url.with_path(path, encoded=True))
     limit = gateway.settings.limits.max_response_bytes
-    async with upstream.send(method, upstream.url_for(request.rel_url), headers, payload) as answer:
+    async with upstream.send(method, target, headers, payload) as answer:
         body = await read_answer(answer.content, limit, answer.content_length)
         record.note_answer(answer.status, body)
         out_headers = downstream_response_headers(answer.headers)
         out_headers["X-Request-ID"] = record.request_id
-        return web.Response(
+        document = _json_object(body)
+        if document is not None and _publish(document, gateway):
+            body = json.dumps(document).encode("utf-8")
+        location = out_headers.get("Location")
+        if location is not None:
+            out_headers["Location"] = public_url(gateway, location)
+        response = web.Response(
             status=answer.status, reason=answer.reason, headers=out_headers, body=body
         )
+        return Answer(response, document)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _publish(document: dict[str, Any], gateway: Gateway) -> bool:
+    """Point ``registration_client_uri`` at the gateway; whether anything changed."""
+    uri = document.get("registration_client_uri")
+    if not isinstance(uri, str):
+        return False
+    public = public_url(gateway, uri)
+    if public == uri:
+        return False
+    document["registration_client_uri"] = public
+    return True
+
+
+def public_url(gateway: Gateway, url: str) -> str:
+    """``url`` (the upstream's, or already the gateway's) on the gateway's public URL: the
+    path as the gateway serves it (the upstream's path prefix removed), the query kept."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return url
+    if not parsed.is_absolute():
+        return url
+    prefix = gateway.upstream.base.raw_path.rstrip("/")
+    path = parsed.raw_path
+    if prefix and (path == prefix or path.startswith(prefix + "/")):
+        path = path[len(prefix) :] or "/"
+    base = gateway.settings.public_url
+    joined = base.raw_path.rstrip("/") + path
+    public = URL.build(
+        scheme=base.scheme,
+        authority=base.raw_authority,
+        path=joined,
+        query_string=parsed.raw_query_string,
+        encoded=True,
+    )
+    return str(public)

@@ -1,10 +1,10 @@
 """The guarded registration endpoint (RFC 7591 §3), as named stages.
 
 ``read`` (method, content headers, bounded body, strict JSON) → ``judge`` (the pure policy
-engine) → ``enforce`` (a refusal becomes its wire error) → ``forward`` (the judged metadata,
-re-serialized) → ``record`` (one audit event, written by :class:`~gateway.http.exchange.Exchange`
-whatever happened).  Order matters and is fixed: nothing reaches the upstream before the
-policy has allowed it.
+engine, with the tenant's policy) → ``enforce`` (a refusal becomes its wire error) →
+``forward`` (the judged metadata, re-serialized, to the normal-form path) → ``record`` (one
+audit event, written by :class:`~gateway.http.exchange.Exchange` whatever happened).  Order
+matters and is fixed: nothing reaches the upstream before the policy has allowed it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.audit.events import REGISTRATION_EVENT
 from gateway.http.exchange import Exchange
+from gateway.http.routes import Target
 from gateway.oauth.body import serialize
 from gateway.policy.decision import Decision, RequestContext
 from gateway.policy.judge import judge
@@ -25,15 +26,17 @@ ALLOWED_METHODS = ("POST",)
 ALLOW_HEADER = "POST, OPTIONS"
 
 
-async def handle_registration(request: web.Request, gateway: Gateway) -> web.StreamResponse:
+async def handle_registration(
+    request: web.Request, gateway: Gateway, target: Target
+) -> web.StreamResponse:
     """Run one registration request and write its one audit event."""
-    exchange = Exchange(request, gateway, REGISTRATION_EVENT)
-    return await exchange.run(_register(exchange))
+    exchange = Exchange(request, gateway, REGISTRATION_EVENT, target.tenant)
+    return await exchange.run(_register(exchange, target))
 
 
-async def _register(exchange: Exchange) -> web.StreamResponse:
+async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
     request, gateway, record = exchange.request, exchange.gateway, exchange.record
-    policy = gateway.policy  # one policy for the whole request, even across a reload
+    policy = gateway.policies.for_tenant(target.tenant)  # one policy for the whole request
     record.note_policy(policy)
     check_method(
         request, ALLOWED_METHODS, "the registration endpoint (RFC 7591 §3.1)", ALLOW_HEADER
@@ -44,7 +47,12 @@ async def _register(exchange: Exchange) -> web.StreamResponse:
     record.note_decision(decision)
     enforce(decision)
     payload = serialize(decision.metadata)
-    return await forward_json(request, gateway, exchange.caller, record, "POST", payload)
+    answer = await forward_json(
+        request, gateway, exchange.caller, record, "POST", payload, target.upstream_path or "/"
+    )
+    if answer.response.status == 201 and record.client_id and answer.document is not None:
+        await gateway.clients.put(target.tenant, record.client_id, answer.document)
+    return answer.response
 
 
 def enforce(decision: Decision) -> None:

@@ -1,9 +1,13 @@
-"""Finding the upstream's registration endpoint at start-up (RFC 8414 §3, OIDC Discovery).
+"""The upstream's authorization server metadata (RFC 8414, OpenID Connect Discovery 1.0).
 
-When ``upstream.registration_paths`` is not configured, the gateway reads
-``registration_endpoint`` from the upstream's metadata.  Start-up waits for it (retrying
+At start-up, when ``upstream.registration_paths`` is not configured, the gateway reads
+``registration_endpoint`` from the upstream's metadata; start-up waits for it (retrying
 for ``upstream.discovery_timeout``) and fails if it cannot be found: serving traffic
 without knowing which path registers clients would pass registrations through unguarded.
+
+Afterwards the metadata documents clients fetch are served through the gateway with
+``registration_endpoint`` rewritten (:func:`publish_metadata`), parsed documents being
+cached for ``upstream.discovery_cache`` (:class:`MetadataCache`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from multidict import CIMultiDict
 from yarl import URL
@@ -77,3 +83,55 @@ async def discover_registration_paths(client: UpstreamClient, timeout: float) ->
                 "set upstream.registration_paths or check upstream.url"
             )
         await asyncio.sleep(0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    expires: float
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    document: dict[str, Any]
+
+
+class MetadataCache:
+    """Parsed upstream metadata documents, reused for ``upstream.discovery_cache`` seconds.
+
+    Keyed by upstream path and query and by the forwarding headers the upstream builds its
+    URLs from, so a trusted proxy's ``X-Forwarded-Host`` never gets another host's
+    document; at most :data:`MAX_ENTRIES` entries."""
+
+    MAX_ENTRIES = 256
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[str, ...], _Cached] = {}
+
+    def get(self, key: tuple[str, ...]) -> _Cached | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.expires <= time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        return entry
+
+    def put(self, key: tuple[str, ...], entry: _Cached) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = entry
+
+    def entry(self, status: int, headers: CIMultiDict[str], document: dict[str, Any]) -> _Cached:
+        return _Cached(time.monotonic() + self.ttl, status, tuple(headers.items()), document)
+
+
+def publish_metadata(
+    document: dict[str, Any], registration_url: str | None, registration_open: bool
+) -> dict[str, Any]:
+    """The upstream's metadata as clients of the gateway must see it: everything untouched
+    (the ``issuer`` must stay the gateway's URL, RFC 8414 §3.3) but ``registration_endpoint``,
+    which names the gateway's guarded endpoint, or is removed when the policy disables
+    registration, so that clients do not try (RFC 8414 §2: it is optional)."""
+    published = dict(document)
+    if not registration_open or registration_url is None:
+        published.pop("registration_endpoint", None)
+    else:
+        published["registration_endpoint"] = registration_url
+    return published

@@ -17,6 +17,14 @@ from urllib.parse import unquote
 
 def canonical_path(raw_path: str) -> str:
     """The canonical form of a request path (without its query) for guard matching."""
+    return "/" + "/".join(canonical_segments(raw_path)).casefold()
+
+
+def canonical_segments(raw_path: str) -> list[str]:
+    """The path's segments as a forgiving router would see them, letter case kept (names
+    such as Keycloak realms and client ids are case-sensitive): percent-decoded up to three
+    times, ``\\`` read as ``/``, dot segments resolved, empty segments and ``;params``
+    removed."""
     path = raw_path
     # Decode repeatedly so that double encoding (``%252e``) cannot hide a segment.
     for _ in range(3):
@@ -37,7 +45,7 @@ def canonical_path(raw_path: str) -> str:
                 segments.pop()
             continue
         segments.append(segment)
-    return "/" + "/".join(segments).casefold()
+    return segments
 
 
 class PathMatcher:

@@ -34,6 +34,8 @@ from gateway.http.protocol import (
 )
 from gateway.http.routes import Router
 from gateway.policy.loader import policy_from_mapping
+from gateway.policy.policies import Policies
+from gateway.profiles.generic import GenericProfile
 from gateway.state import GATEWAY
 
 POLICY = policy_from_mapping({"version": 1})
@@ -217,7 +219,9 @@ async def tiny(aiohttp_server):
     app = web.Application()
     serve_with_gateway_protocol(app)
     audit = FakeAudit()
-    app[GATEWAY] = SimpleNamespace(router=Router(["/reg"]), audit=audit, policy=POLICY)  # type: ignore[misc]
+    app[GATEWAY] = SimpleNamespace(  # type: ignore[misc]
+        router=Router(GenericProfile(["/reg"])), audit=audit, policies=Policies(POLICY)
+    )
     app.router.add_route("*", "/{tail:.*}", echo)
     server = await aiohttp_server(app)
     return SimpleNamespace(server=server, audit=audit)
@@ -282,15 +286,26 @@ async def test_registration_spellings_are_audited(tiny, request_bytes):
     "request_bytes",
     [
         b"OPTIONS /reg HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",  # a CORS preflight
-        b"POST /reg/client-1 HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
         b"POST /other HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
         b"P(ST /reg HTTP/1.1\r\nHost: x\r\n\r\n",
     ],
-    ids=["options", "management-path", "other-path", "bad-method"],
+    ids=["options", "other-path", "bad-method"],
 )
 async def test_other_targets_are_not_audited(tiny, request_bytes):
     assert statuses(await exchange(tiny.server, request_bytes)) == [400]
     assert tiny.audit.records == []
+
+
+@pytest.mark.parametrize(
+    ("method", "event"),
+    [("PUT", "client.updated"), ("GET", "client.read"), ("POST", "client.management")],
+)
+async def test_management_targets_are_audited_as_management(tiny, method, event):
+    request_bytes = f"{method} /reg/client-1 HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n"
+    assert statuses(await exchange(tiny.server, request_bytes.encode())) == [400]
+    assert [(r.event, r.client_id, r.rule) for r in tiny.audit.records] == [
+        (event, "client-1", "request.malformed")
+    ]
 
 
 async def test_a_body_hiding_a_registration_is_not_attributed_to_it(tiny):

@@ -1,0 +1,1 @@
+"""What the gateway remembers about the clients registered through it."""
