@@ -187,6 +187,13 @@ TENANT_CASE_MISMATCH = _rule(
     "a realm that matches a configured tenant only when letter case is ignored (realm names "
     "are case-sensitive)",
 )
+KEYCLOAK_PREFIX_MISMATCH = _rule(
+    "keycloak.prefix_mismatch",
+    NotFound,
+    Stage.REQUEST,
+    "a Keycloak client registration path under another prefix than `upstream.path_prefix` "
+    "(`/auth/realms/x/clients-registrations/...` when no prefix is set, or the reverse)",
+)
 MANAGEMENT_CLIENT_ID_MISMATCH = _rule(
     "management.client_id_mismatch",
     InvalidClientMetadata,
@@ -425,6 +432,13 @@ UPSTREAM_RESPONSE_TOO_LARGE = _rule(
     BadGateway,
     Stage.UPSTREAM,
     "the registration answer is larger than `limits.max_response_bytes`",
+)
+UPSTREAM_ENCODING = _rule(
+    "upstream.unreadable_encoding",
+    BadGateway,
+    Stage.UPSTREAM,
+    "a registration, management or discovery answer in a content coding the gateway cannot "
+    "read (it asks for `identity`; `gzip` and `deflate` are decoded)",
 )
 
 

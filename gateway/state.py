@@ -53,5 +53,12 @@ class Gateway:
             preserve_host=self.settings.upstream.preserve_host,
         )
 
+    def guarded_headers(self, request: web.Request, caller: Caller) -> CIMultiDict[str]:
+        """The headers of a guarded upstream request, whose answer the gateway reads and
+        rewrites: as :meth:`upstream_headers`, asking for no content coding."""
+        headers = self.upstream_headers(request, caller)
+        headers["Accept-Encoding"] = "identity"
+        return headers
+
 
 GATEWAY = web.AppKey("gateway", Gateway)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import settings
 
 from tests.support.fixtures import upstream, upstream_factory  # noqa: F401  (fixtures)
-from tests.support.gateway import RunningGateway, build, make_policy, make_settings
+from tests.support.gateway import RunningGateway, build, make_policies, make_settings
 from tests.support.redis import RedisServer
 from tests.support.upstream import free_port
 
@@ -39,15 +39,22 @@ async def gateway_factory(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[
         upstream_url: str,
         *,
         policy: Any = None,
+        policies: Mapping[str, Any] | None = None,
         port: int | None = None,
         **settings: Any,
     ) -> RunningGateway:
+        """``policies`` maps tenants (Keycloak realms) to their own policies; unless
+        ``tenants=`` is given, they are also the configured tenants."""
         nonlocal count
         count += 1
         port = port or free_port()
         audit_path = tmp_path / f"audit-{count}.jsonl"
+        if policies:
+            settings.setdefault(
+                "tenants", tuple((realm, tmp_path / f"{realm}.yaml") for realm in policies)
+            )
         config = make_settings(upstream_url, port, audit_path, **settings)
-        app = build(config, make_policy(policy))
+        app = build(config, make_policies(policy, policies))
         await aiohttp_server(app, host="127.0.0.1", port=port)
         return RunningGateway(f"http://127.0.0.1:{port}", app, audit_path)
 

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config.settings import Settings, read_settings
-from gateway.config.yamlsource import ConfigError, Problem, load_file
+from gateway.config.yamlsource import (
+    ConfigError,
+    Document,
+    KeyPath,
+    Problem,
+    format_path,
+    load_file,
+)
 from gateway.policy.loader import read_policy
 from gateway.policy.model import Policy
 from gateway.policy.policies import Policies
@@ -28,13 +35,21 @@ class LoadedConfig:
         return self.policies.default
 
 
-def _load_policy(path: Path, problems: list[Problem]) -> Policy | None:
+def _load_policy(
+    path: Path, problems: list[Problem], config: Document, key: KeyPath
+) -> Policy | None:
+    """The policy file that config key ``key`` names; a file that cannot be read is
+    reported at that key (``tenants.customers`` at ``config.yaml:12``), so the reader
+    knows which setting to fix."""
     policy_problems: list[Problem] = []
     document = load_file(path, policy_problems)
     policy = None
     if document.data is not None or not policy_problems:
         policy = read_policy(document, policy_problems)
-    problems.extend(policy_problems)
+    for problem in policy_problems:
+        if problem.path == "(file)" and problem.location == str(path):
+            problem = Problem(format_path(key), f"{path}: {problem.message}", config.location(key))
+        problems.append(problem)
     return None if policy_problems else policy
 
 
@@ -46,8 +61,11 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfi
     settings = read_settings(document, path.parent, problems)
     policy: Policy | None = None
     if settings.policy_file != path.parent:
-        policy = _load_policy(settings.policy_file, problems)
-    tenants = {realm: _load_policy(file, problems) for realm, file in settings.tenants}
+        policy = _load_policy(settings.policy_file, problems, document, ("policy_file",))
+    tenants = {
+        realm: _load_policy(file, problems, document, ("tenants", realm))
+        for realm, file in settings.tenants
+    }
     if problems or policy is None:
         raise ConfigError(problems)
     return LoadedConfig(

@@ -256,6 +256,15 @@ def read_settings(document: Document, base_dir: Path, problems: list[Problem]) -
                 "with profile keycloak, upstream.url is Keycloak's base URL, not a realm's: "
                 "the realm comes from each request's path (policies per realm: tenants)",
             )
+        url_path = upstream_url.raw_path.rstrip("/")
+        if upstream.path_prefix and url_path.endswith(upstream.path_prefix):
+            r.problem(
+                (*up, "path_prefix"),
+                f"upstream.url already ends with {upstream.path_prefix}: requests would go to "
+                f"{url_path}{upstream.path_prefix}/realms/...; path_prefix is the prefix of "
+                "the public paths (and of the issuer), upstream.url's path is added to every "
+                "forwarded request, so set the prefix in one of them",
+            )
         if paths is not None:
             r.problem(
                 (*up, "registration_paths"),

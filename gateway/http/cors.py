@@ -20,7 +20,9 @@ from aiohttp import web
 from gateway.config.settings import Cors
 from gateway.http.responses import SERVER
 
-_ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-ID"
+#: What browser-based clients send: MCP clients add ``MCP-Protocol-Version`` to discovery
+#: requests (MCP authorization, 2025-06-18 and later).
+_ALLOWED_HEADERS = "Authorization, Content-Type, MCP-Protocol-Version, X-Request-ID"
 _EXPOSED_HEADERS = "Location, Retry-After, WWW-Authenticate, X-Request-ID"
 
 
@@ -55,7 +57,7 @@ class CorsPolicy:
                     "Access-Control-Max-Age": self.max_age,
                 }
             )
-        headers["Allow"] = f"{allow}, OPTIONS"
+        headers["Allow"] = ", ".join((*methods, "OPTIONS"))
         return web.Response(status=204, headers=headers)
 
     def decorate(self, request: web.Request, headers: MutableMapping[str, str]) -> None:
@@ -67,4 +69,14 @@ class CorsPolicy:
             headers["Access-Control-Allow-Origin"] = origin or ""
             headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
         if self.origins:
-            headers["Vary"] = "Origin"
+            add_vary(headers, "Origin")
+
+
+def add_vary(headers: MutableMapping[str, str], name: str) -> None:
+    """Add ``name`` to ``Vary`` (RFC 9110 §12.5.5), keeping what the upstream listed."""
+    getall = getattr(headers, "getall", None)  # a multidict may hold several Vary lines
+    present = getall("Vary", ()) if getall is not None else [headers.get("Vary", "")]
+    fields = [f.strip() for line in present for f in line.split(",") if f.strip()]
+    if "*" in fields or name.lower() in (f.lower() for f in fields):
+        return
+    headers["Vary"] = ", ".join((*fields, name))

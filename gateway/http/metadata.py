@@ -13,16 +13,17 @@ from __future__ import annotations
 import json
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway import rules
 from gateway.audit.logging import log
 from gateway.errors import OAuthError
-from gateway.http.forwarding import Caller, downstream_response_headers
+from gateway.http.forwarding import Caller
 from gateway.http.responses import error_response
 from gateway.http.routes import Target
 from gateway.policy.model import Mode
 from gateway.state import Gateway
-from gateway.upstream.client import read_answer
+from gateway.upstream.client import read_guarded
 from gateway.upstream.discovery import publish_metadata
 
 #: Headers that decide what the upstream writes into the document.
@@ -46,7 +47,7 @@ async def serve_metadata(
 async def _serve(
     request: web.Request, gateway: Gateway, target: Target, caller: Caller
 ) -> web.StreamResponse:
-    headers = gateway.upstream_headers(request, caller)
+    headers = gateway.guarded_headers(request, caller)
     path = target.upstream_path or request.rel_url.raw_path
     rel = request.rel_url.with_path(path, encoded=True)
     key = (rel.raw_path_qs, *(headers.get(h, "") for h in _KEY_HEADERS))
@@ -55,10 +56,7 @@ async def _serve(
     if cached is None:
         upstream = gateway.upstream
         async with upstream.send("GET", upstream.url_for(rel), headers) as answer:
-            body = await read_answer(
-                answer.content, gateway.settings.limits.max_response_bytes, answer.content_length
-            )
-            out = downstream_response_headers(answer.headers)
+            body, out = await read_guarded(answer, gateway.settings.limits.max_response_bytes)
             out["X-Request-ID"] = caller.request_id
             try:
                 document = json.loads(body) if answer.status == 200 else None
@@ -76,7 +74,8 @@ async def _serve(
         _public(gateway, target.registration_path),
         registration_open=policy.mode is not Mode.DISABLED,
     )
-    out_headers = dict(cached.headers) | {"X-Request-ID": caller.request_id}
+    out_headers = CIMultiDict(cached.headers)  # repeated headers kept one by one
+    out_headers["X-Request-ID"] = caller.request_id
     body = json.dumps(published).encode("utf-8")
     if request.method == "HEAD":
         out_headers["Content-Length"] = str(len(body))

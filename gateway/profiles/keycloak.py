@@ -9,10 +9,16 @@ Keycloak (``../shared/reference/keycloak.md``) serves, per realm:
   guard that only watches ``openid-connect`` is walked around through them, so they are
   refused (403) unless ``keycloak.allow_providers`` lists them, and then passed through
   unjudged;
-* ``{prefix}/realms/{realm}/.well-known/openid-configuration`` and, since 26.4, the
-  RFC 8414 path-insertion form ``{prefix}/.well-known/oauth-authorization-server/realms/{realm}``.
+* ``{prefix}/realms/{realm}/.well-known/openid-configuration`` (and
+  ``oauth-authorization-server``, ``uma2-configuration``, which name the registration
+  endpoint too) and, since 26.4, the RFC 8414 path-insertion forms
+  ``{prefix}/.well-known/oauth-authorization-server/realms/{realm}``, which the gateway
+  answers from the realm's OIDC document for every Keycloak version.
 
-``{prefix}`` is ``upstream.path_prefix`` (``/auth`` before Keycloak 17).  Realm names are
+``{prefix}`` is ``upstream.path_prefix`` (``/auth`` before Keycloak 17, or with
+``http-relative-path``).  A registration path under any other prefix is refused, not
+passed through: a deployment that forgot ``path_prefix`` must not leave every realm's
+registration unguarded.  Realm names are
 case-sensitive, as in Keycloak; the fixed segments are matched in any letter case (a
 spelling Keycloak would not route is judged anyway, which costs nothing).  A realm that
 matches a configured tenant only when case is ignored is refused: on a database with a
@@ -23,6 +29,7 @@ request would be judged by the default policy instead of the tenant's.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from urllib.parse import quote
 
 from gateway import rules
@@ -32,6 +39,10 @@ from gateway.uri.paths import canonical_segments
 
 OIDC_PROVIDER = "openid-connect"
 _DISCOVERY = frozenset({"openid-configuration", "oauth-authorization-server"})
+#: Realm-local discovery documents: the RFC 8414 / OIDC ones, and UMA 2.0's, which
+#: Keycloak also fills with the realm's ``registration_endpoint``.
+_REALM_DISCOVERY = _DISCOVERY | {"uma2-configuration"}
+_REGISTRATIONS = "clients-registrations"
 
 
 class KeycloakProfile:
@@ -57,14 +68,14 @@ class KeycloakProfile:
         segments = canonical_segments(raw_path)
         count = len(self._prefix_segments)
         if [s.casefold() for s in segments[:count]] != self._prefix_segments:
-            return PASSTHROUGH
+            return self._elsewhere(segments)
         rest = segments[count:]
         folded = [s.casefold() for s in rest]
         if len(rest) >= 2 and folded[0] == "realms":
             realm = rest[1]
-            if len(rest) >= 3 and folded[2] == "clients-registrations":
-                return self._registration(realm, rest[3:]) or self._wrong_case(realm)
-            if len(rest) == 4 and folded[2] == ".well-known" and folded[3] in _DISCOVERY:
+            if len(rest) >= 3 and folded[2] == _REGISTRATIONS:
+                return self._registration(realm, rest[3:])
+            if len(rest) == 4 and folded[2] == ".well-known" and folded[3] in _REALM_DISCOVERY:
                 return self._discovery(
                     realm, f"/realms/{quote(realm, safe='')}/.well-known/{folded[3]}"
                 )
@@ -74,10 +85,31 @@ class KeycloakProfile:
             and folded[1] in _DISCOVERY
             and folded[2] == "realms"
         ):
+            # Served from the realm's own OIDC document, which every Keycloak version has:
+            # the path-insertion forms exist upstream only since 26.4, and MCP clients try
+            # them first.
             realm = rest[3]
             return self._discovery(
-                realm, f"/.well-known/{folded[1]}/realms/{quote(realm, safe='')}"
+                realm, f"/realms/{quote(realm, safe='')}/.well-known/openid-configuration"
             )
+        return self._elsewhere(rest)
+
+    def _elsewhere(self, segments: list[str]) -> Target:
+        """A registration path of some realm under a prefix other than the configured one
+        (``/auth/realms/x/clients-registrations/...`` with no ``path_prefix``): Keycloak
+        may serve it, the gateway cannot judge it as configured, so it is refused."""
+        folded = [s.casefold() for s in segments]
+        for i in range(len(folded) - 2):
+            if folded[i] == "realms" and folded[i + 2] == _REGISTRATIONS:
+                return Target(
+                    Kind.REFUSE,
+                    tenant=segments[i + 1],
+                    refusal=rules.KEYCLOAK_PREFIX_MISMATCH.refuse(
+                        "no such endpoint: this gateway guards Keycloak's client "
+                        f"registration at '{self.prefix or ''}/realms/<realm>/"
+                        f"{_REGISTRATIONS}' (upstream.path_prefix)"
+                    ),
+                )
         return PASSTHROUGH
 
     def _registration(self, realm: str, rest: list[str]) -> Target:
@@ -85,12 +117,12 @@ class KeycloakProfile:
         if wrong is not None:
             return wrong
         if not rest:
-            return not_a_client()
+            return replace(not_a_client(), tenant=realm)
         provider = rest[0].casefold()
         if provider != OIDC_PROVIDER:
             if provider in self._allow_providers:
                 return PASSTHROUGH
-            return provider_refused(rest[0])
+            return replace(provider_refused(rest[0]), tenant=realm)
         base = self.registration_path(realm)
         if len(rest) == 1:
             return Target(Kind.REGISTER, tenant=realm, upstream_path=base)
@@ -102,7 +134,7 @@ class KeycloakProfile:
                 client_id=client_id,
                 upstream_path=f"{base}/{_q(client_id)}",
             )
-        return not_a_client()
+        return replace(not_a_client(), tenant=realm)
 
     def _discovery(self, realm: str, path: str) -> Target:
         wrong = self._wrong_case(realm)
@@ -123,6 +155,7 @@ class KeycloakProfile:
             return None
         return Target(
             Kind.REFUSE,
+            tenant=realm,
             refusal=rules.TENANT_CASE_MISMATCH.refuse(
                 f"realm names are case-sensitive: '{realm}' is not the configured realm "
                 f"'{configured}'"

@@ -19,9 +19,9 @@ from yarl import URL
 
 from gateway.audit.events import AuditRecord
 from gateway.http.exchange import ClientGone, client_gone
-from gateway.http.forwarding import Caller, downstream_response_headers
+from gateway.http.forwarding import Caller
 from gateway.state import Gateway
-from gateway.upstream.client import read_answer
+from gateway.upstream.client import read_guarded
 
 
 @dataclass(slots=True)
@@ -44,7 +44,7 @@ async def forward_json(
     """One upstream exchange on the guarded pool to ``path`` (gateway-relative)."""
     if client_gone(request):
         raise ClientGone
-    headers = gateway.upstream_headers(request, caller)
+    headers = gateway.guarded_headers(request, caller)
     if payload is not None:
         headers["Content-Type"] = "application/json"
         headers["Content-Length"] = str(len(payload))
@@ -52,9 +52,8 @@ async def forward_json(
     target = upstream.url_for(request.rel_url.with_path(path, encoded=True))
     limit = gateway.settings.limits.max_response_bytes
     async with upstream.send(method, target, headers, payload) as answer:
-        body = await read_answer(answer.content, limit, answer.content_length)
+        body, out_headers = await read_guarded(answer, limit)
         record.note_answer(answer.status, body)
-        out_headers = downstream_response_headers(answer.headers)
         out_headers["X-Request-ID"] = record.request_id
         document = _json_object(body)
         if document is not None and _publish(document, gateway):

@@ -12,6 +12,7 @@ user's session into another's request.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from yarl import URL
 from gateway import rules
 from gateway.config.settings import Upstream
 from gateway.errors import OAuthError
+from gateway.http.forwarding import downstream_response_headers
 
 
 class UpstreamClient:
@@ -117,6 +119,45 @@ def unreachable_error() -> OAuthError:
     return rules.UPSTREAM_UNREACHABLE.refuse("the authorization server could not be reached")
 
 
+#: Content codings the gateway decodes when an upstream ignores ``Accept-Encoding:
+#: identity`` (RFC 9110 §8.4.1): zlib's wbits for each.
+_ZLIB_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 0}
+
+
+def decode_answer(body: bytes, coding: str | None, limit: int) -> bytes:
+    """The answer's bytes without its content coding, at most ``limit`` of them.
+
+    Guarded answers are read, rewritten and relayed (``registration_endpoint``,
+    ``registration_client_uri``), so they must be readable: the gateway asks for
+    ``identity``, and an upstream (or a compressing proxy in front of it) that sends gzip
+    anyway is decoded here, bounded so that a small compressed answer cannot expand
+    without end.  Any other coding is refused: relaying what the gateway cannot read would
+    hand clients the upstream's own, unguarded endpoints.
+    """
+    name = (coding or "identity").strip().lower()
+    if name in ("", "identity"):
+        return body
+    wbits = _ZLIB_CODINGS.get(name)
+    if wbits is None:
+        raise rules.UPSTREAM_ENCODING.refuse(
+            "the authorization server answered in a content coding the gateway cannot read"
+        )
+    try:
+        if name == "deflate":  # RFC 9110 §8.4.1.2 says zlib; some servers send raw deflate
+            wbits = zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS
+        decoder = zlib.decompressobj(wbits)
+        out = decoder.decompress(body, limit + 1)
+    except zlib.error:
+        raise rules.UPSTREAM_ENCODING.refuse(
+            "the authorization server's answer is not valid " + name
+        ) from None
+    if len(out) > limit:
+        raise rules.UPSTREAM_RESPONSE_TOO_LARGE.refuse(
+            "the authorization server's answer was too large"
+        )
+    return out
+
+
 async def read_answer(
     stream: aiohttp.StreamReader, limit: int, declared: int | None = None
 ) -> bytes:
@@ -136,3 +177,16 @@ async def read_answer(
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_guarded(
+    answer: aiohttp.ClientResponse, limit: int
+) -> tuple[bytes, CIMultiDict[str]]:
+    """A guarded answer (registration, management, discovery) read whole and decoded,
+    with the headers to relay it under: hop-by-hop ones and ``Content-Encoding`` gone,
+    since what is relayed is the decoded (and perhaps rewritten) body."""
+    body = await read_answer(answer.content, limit, answer.content_length)
+    body = decode_answer(body, answer.headers.get("Content-Encoding"), limit)
+    headers = downstream_response_headers(answer.headers)
+    headers.popall("Content-Encoding", None)
+    return body, headers

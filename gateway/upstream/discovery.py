@@ -23,7 +23,10 @@ from yarl import URL
 
 from gateway.audit.logging import log
 from gateway.errors import OAuthError
-from gateway.upstream.client import UpstreamClient
+from gateway.upstream.client import UpstreamClient, read_guarded
+
+#: Largest metadata document read at start-up (real ones are a few KiB).
+MAX_DOCUMENT_BYTES = 1024 * 1024
 
 
 class DiscoveryError(RuntimeError):
@@ -61,11 +64,13 @@ async def discover_registration_paths(client: UpstreamClient, timeout: float) ->
     while True:
         for url in metadata_urls(client.base):
             try:
-                async with client.send("GET", url, CIMultiDict()) as response:
+                headers = CIMultiDict({"Accept-Encoding": "identity"})
+                async with client.send("GET", url, headers) as response:
                     if response.status != 200:
                         last_problem = f"{url} answered {response.status}"
                         continue
-                    document = json.loads(await response.read())
+                    body, _ = await read_guarded(response, MAX_DOCUMENT_BYTES)
+                    document = json.loads(body)
             except (OAuthError, ValueError) as exc:
                 last_problem = f"{url}: {exc}"
                 continue
@@ -119,7 +124,14 @@ class MetadataCache:
         self._entries[key] = entry
 
     def entry(self, status: int, headers: CIMultiDict[str], document: dict[str, Any]) -> _Cached:
-        return _Cached(time.monotonic() + self.ttl, status, tuple(headers.items()), document)
+        """A cache entry; the answer's ``Date`` is not kept (each answer gets its own) and
+        neither is ``X-Request-ID`` (each answer names its own request)."""
+        kept = tuple(
+            (name, value)
+            for name, value in headers.items()
+            if name.lower() not in ("date", "x-request-id")
+        )
+        return _Cached(time.monotonic() + self.ttl, status, kept, document)
 
 
 def publish_metadata(
@@ -128,8 +140,17 @@ def publish_metadata(
     """The upstream's metadata as clients of the gateway must see it: everything untouched
     (the ``issuer`` must stay the gateway's URL, RFC 8414 §3.3) but ``registration_endpoint``,
     which names the gateway's guarded endpoint, or is removed when the policy disables
-    registration, so that clients do not try (RFC 8414 §2: it is optional)."""
+    registration, so that clients do not try (RFC 8414 §2: it is optional), and its mutual-TLS
+    alias, which is removed."""
     published = dict(document)
+    aliases = published.get("mtls_endpoint_aliases")
+    if isinstance(aliases, dict) and "registration_endpoint" in aliases:
+        # RFC 8705 §5: a client using mutual TLS prefers the alias, which names the
+        # upstream's own endpoint, past the gateway.  Without it, such a client uses
+        # ``registration_endpoint`` (the gateway's) like every other.
+        published["mtls_endpoint_aliases"] = {
+            k: v for k, v in aliases.items() if k != "registration_endpoint"
+        }
     if not registration_open or registration_url is None:
         published.pop("registration_endpoint", None)
     else:

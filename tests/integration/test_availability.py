@@ -13,7 +13,6 @@ reached the upstream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
@@ -21,6 +20,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+
+from tests.support.tcp_proxy import RecordingProxy
 
 pytestmark = pytest.mark.integration
 
@@ -40,81 +41,6 @@ MCP_CLIENT = {
 POOL = 5
 SLOW_UPLOADS = 25  # of each kind: more than both pools together
 MiB = 1024 * 1024
-
-
-# ---------------------------------------------------------------- a recording TCP proxy
-
-
-class RecordingProxy:
-    """A TCP relay in front of the upstream that records what the gateway sends it."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.connections = 0
-        self.sent = bytearray()  # everything the gateway sent, all connections interleaved
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> RecordingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    def mark(self) -> int:
-        """A position in :attr:`sent`, for :meth:`requests` and :meth:`saw` to start from."""
-        return len(self.sent)
-
-    def requests(self, since: int = 0) -> list[bytes]:
-        """The request lines the gateway sent (``b"POST /token"``, ...), in order."""
-        pattern = rb"(?:^|\r\n)((?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) \S+) HTTP/1\.1\r\n"
-        return re.findall(pattern, bytes(self.sent[since:]))
-
-    def saw(self, needle: bytes, since: int = 0) -> bool:
-        return needle in self.sent[since:]
-
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._writers.add(client_w)
-        try:
-            upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            client_w.close()
-            return
-        self._writers.add(upstream_w)
-
-        async def pump(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: bool
-        ) -> None:
-            with contextlib.suppress(OSError):
-                while chunk := await reader.read(65536):
-                    if record:
-                        self.sent.extend(chunk)
-                    writer.write(chunk)
-                    await writer.drain()
-            with contextlib.suppress(OSError):
-                writer.close()
-
-        await asyncio.gather(pump(client_r, upstream_w, True), pump(upstream_r, client_w, False))
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in self._writers:
-                writer.close()
-            await self._server.wait_closed()
-
-
-@pytest.fixture
-async def proxy(upstream):
-    relay = await RecordingProxy(upstream.port).start()
-    try:
-        yield relay
-    finally:
-        await relay.close()
 
 
 async def small_pool_gateway(gateway_factory, proxy: RecordingProxy, **settings: Any):

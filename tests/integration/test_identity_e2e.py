@@ -8,9 +8,6 @@ allowlist, are what refuses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import aiohttp
 import pytest
 
 from tests.support.e2e import (
@@ -27,12 +24,6 @@ pytestmark = pytest.mark.integration
 EVIL_ALLOWED = default_policy_data(redirect_uris={"allow": ["https://evil.example.com/*"]})
 MCP_REMOTE_ID = "2e6dc280-f3c3-4e01-99a7-8181dbd1d23d"
 CLAUDE_CB = "https://claude.ai/api/mcp/auth_callback"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def refused_without_trace(

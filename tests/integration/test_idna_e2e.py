@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.support.e2e import assert_wire_refusal, register, revision_of
@@ -24,12 +22,6 @@ pytestmark = pytest.mark.integration
 
 BLOCK = "https://strasse.tenant.example.com/*"
 BLOCKING = {"version": 1, "mode": "open", "redirect_uris": {"block": [BLOCK]}}
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @pytest.mark.parametrize(

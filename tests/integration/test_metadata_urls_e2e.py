@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 
 from tests.support.e2e import (
@@ -67,12 +66,6 @@ async def recorder() -> AsyncIterator[ConnectionRecorder]:
         yield listener
     finally:
         await listener.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def body_with(field: str, url: str) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,12 +60,6 @@ POLICIES: dict[str, dict[str, Any]] = {
 @pytest.fixture
 def policy_files(tmp_path: Path) -> dict[str, Path]:
     return {name: write_policy(tmp_path / f"{name}.yaml", data) for name, data in POLICIES.items()}
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,13 @@ from gateway.audit.logging import configure_logging
 from gateway.audit.sink import AuditLog
 from gateway.config.settings import (
     DEFAULT_BODY_TIMEOUT,
+    DEFAULT_CORS_MAX_AGE,
+    DEFAULT_DISCOVERY_CACHE,
     DEFAULT_GUARDED_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS,
     Audit,
+    Cors,
+    Keycloak,
     Limits,
     Listen,
     Settings,
@@ -26,6 +31,7 @@ from gateway.config.settings import (
 )
 from gateway.policy.loader import load_policy, policy_from_mapping
 from gateway.policy.model import Policy
+from gateway.policy.policies import Policies
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY = ROOT / "policies" / "default.yaml"
@@ -46,6 +52,13 @@ def make_settings(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     guarded_connections: int = DEFAULT_GUARDED_CONNECTIONS,
     passthrough_body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    profile: str = "generic",
+    path_prefix: str = "",
+    tenants: tuple[tuple[str, Path], ...] = (),
+    allow_providers: tuple[str, ...] = ("openid-connect",),
+    discovery_cache: float = DEFAULT_DISCOVERY_CACHE,
+    cors_origins: tuple[str, ...] = (),
+    cors_max_age: float = DEFAULT_CORS_MAX_AGE,
 ) -> Settings:
     return Settings(
         listen=Listen("127.0.0.1", port),
@@ -58,6 +71,9 @@ def make_settings(
             discovery_timeout=5.0,
             max_connections=max_connections,
             guarded_connections=guarded_connections,
+            profile=profile,
+            path_prefix=path_prefix,
+            discovery_cache=discovery_cache,
         ),
         policy_file=DEFAULT_POLICY,
         storage=storage,
@@ -68,6 +84,20 @@ def make_settings(
             passthrough_body_timeout=passthrough_body_timeout,
         ),
         audit=Audit(sink=str(audit_path)),
+        tenants=tenants,
+        keycloak=Keycloak(allow_providers=allow_providers),
+        cors=Cors(allow_origins=cors_origins, max_age=cors_max_age),
+    )
+
+
+def make_policies(
+    policy: Policy | dict[str, Any] | Path | None,
+    tenants: Mapping[str, Policy | dict[str, Any] | Path] | None = None,
+) -> Policies:
+    """The default policy and one per tenant (Keycloak realm), each as :func:`make_policy`
+    accepts it."""
+    return Policies(
+        make_policy(policy), {realm: make_policy(p) for realm, p in (tenants or {}).items()}
     )
 
 
@@ -101,7 +131,7 @@ class RunningGateway:
         return self.audit_path.read_text(encoding="utf-8") if self.audit_path.exists() else ""
 
 
-def build(settings: Settings, policy: Policy) -> web.Application:
+def build(settings: Settings, policy: Policy | Policies) -> web.Application:
     configure_logging("warning")
     return create_app(settings, policy, audit=AuditLog(settings.audit.sink))
 

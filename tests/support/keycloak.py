@@ -76,6 +76,7 @@ class KeycloakStandIn:
         path_prefix: str = "",
         test_endpoints: bool = True,
         *,
+        root_discovery: bool = True,
         host: str = "127.0.0.1",
         timeout: float = START_TIMEOUT,
         extra_env: dict[str, str] | None = None,
@@ -83,7 +84,8 @@ class KeycloakStandIn:
         """Start the stand-in and wait until it serves; returns self.
 
         ``port=None`` lets it pick a free port itself. ``path_prefix="/auth"`` imitates
-        Keycloak before 17, which served everything under ``/auth``.
+        Keycloak before 17, which served everything under ``/auth``; ``root_discovery=False``
+        Keycloak before 26.4, which has no RFC 8414 path-insertion documents.
         """
         if self._process is not None:
             raise KeycloakStandInError("Keycloak stand-in already started")
@@ -109,6 +111,8 @@ class KeycloakStandIn:
             argv.append(f"--path-prefix={path_prefix}")
         if test_endpoints:
             argv.append("--test-endpoints")
+        if not root_discovery:
+            argv.append("--root-discovery=0")
         env = dict(os.environ)
         if extra_env:
             env.update(extra_env)

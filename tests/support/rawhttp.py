@@ -103,6 +103,26 @@ async def raw_one(gateway: Any, data: bytes, *, head: bool = False) -> Reply:
     return replies[0]
 
 
+async def raw_request(
+    gateway: Any,
+    method: str,
+    target: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One request with ``target`` sent exactly as written (an HTTP client would normalise
+    ``/a/../reg`` or ``%2e``), ``body`` as JSON when given."""
+    payload = b"" if body is None else json.dumps(body).encode("utf-8")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {gateway.url.split('://', 1)[1]}"]
+    lines.append("Connection: close")
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+    return await raw_one(gateway, data, head=method == "HEAD")
+
+
 def assert_gateway_error(reply: Reply, status: int) -> dict:
     """A gateway-made refusal: the status, a JSON OAuth error body, ``no-store``."""
     assert reply.status == status, reply

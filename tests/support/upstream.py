@@ -106,10 +106,13 @@ class UpstreamServer:
         host: str = "127.0.0.1",
         timeout: float = START_TIMEOUT,
         extra_env: dict[str, str] | None = None,
+        trust_proxy: bool = True,
     ) -> Self:
         """Start the server and wait until it serves; returns self.
 
         ``port=None`` lets the server pick a free port itself (no race with other tests).
+        ``trust_proxy=False`` makes it ignore ``X-Forwarded-*`` (``TRUST_PROXY=0``): it then
+        builds every URL it publishes from the ``Host`` it was sent.
         """
         if self._process is not None:
             raise UpstreamError("upstream server already started")
@@ -125,6 +128,9 @@ class UpstreamServer:
         if issuer is not None:
             env["ISSUER"] = issuer
         env["DCR_TEST_ENDPOINTS"] = "1" if test_endpoints else "0"
+        env.pop("TRUST_PROXY", None)
+        if not trust_proxy:
+            env["TRUST_PROXY"] = "0"
         if extra_env:
             env.update(extra_env)
 

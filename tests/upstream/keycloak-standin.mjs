@@ -3,6 +3,7 @@
 // Keycloak's URL layout with one real node-oidc-provider per realm behind it:
 //
 //   {prefix}/realms/{realm}/.well-known/openid-configuration          the realm's discovery
+//   {prefix}/realms/{realm}/.well-known/{oauth-authorization-server,uma2-configuration}  the same
 //   {prefix}/.well-known/oauth-authorization-server/realms/{realm}    the same document (RFC 8414
 //   {prefix}/.well-known/openid-configuration/realms/{realm}           path insertion)
 //   {prefix}/realms/{realm}/clients-registrations/openid-connect      POST registers (RFC 7591)
@@ -35,6 +36,7 @@
 //   --issuer-base=URL        default http://HOST:PORT; behind the gateway, its public URL
 //   --realms=acme,Customers  comma-separated realm names (letters, digits, '-', '_', '.', '~')
 //   --path-prefix=/auth      Keycloak before 17 served everything under /auth; default none
+//   --root-discovery=0       no /.well-known/{document}/realms/{realm} (Keycloak before 26.4)
 //   --test-endpoints         serve /__test/... (at the root, whatever the prefix)
 // Environment: ACCESS_TOKEN_FORMAT=jwt|opaque as for server.mjs.
 //
@@ -65,10 +67,12 @@ import {
 
 // ---------------------------------------------------------------- configuration
 
-const USAGE = '--port=N --host=H --issuer-base=URL --realms=a,b --path-prefix=/p --test-endpoints';
+const USAGE =
+  '--port=N --host=H --issuer-base=URL --realms=a,b --path-prefix=/p --root-discovery=0 ' +
+  '--test-endpoints';
 const args = parseArgs(
   process.argv.slice(2),
-  new Set(['port', 'host', 'issuer-base', 'realms', 'path-prefix', 'test-endpoints']),
+  new Set(['port', 'host', 'issuer-base', 'realms', 'path-prefix', 'root-discovery', 'test-endpoints']),
   USAGE,
 );
 
@@ -83,6 +87,8 @@ if (args.port === undefined || !/^\d+$/.test(args.port)) {
 const HOST = args.host ?? '127.0.0.1';
 const ISSUER_BASE = (args['issuer-base'] ?? '').replace(/\/+$/, '');
 const TEST_ENDPOINTS = args['test-endpoints'] === '1';
+// Keycloak before 26.4 has no RFC 8414 path-insertion documents at the root.
+const ROOT_DISCOVERY = args['root-discovery'] !== '0';
 const ACCESS_TOKEN_FORMAT = process.env.ACCESS_TOKEN_FORMAT ?? 'jwt';
 
 const REALM_NAME = /^[A-Za-z0-9._~-]+$/;
@@ -121,6 +127,9 @@ const KEYCLOAK_ROUTES = {
 // Registration providers next to `openid-connect` that Keycloak offers on the same base.
 const SIBLING_PROVIDERS = new Set(['default', 'install', 'saml2-entity-descriptor']);
 const DISCOVERY_DOCUMENTS = new Set(['oauth-authorization-server', 'openid-configuration']);
+// Realm-local documents (`/realms/{realm}/.well-known/...`): UMA 2.0's names the
+// registration endpoint too.
+const REALM_DOCUMENTS = new Set([...DISCOVERY_DOCUMENTS, 'uma2-configuration']);
 
 // ---------------------------------------------------------------- realms
 
@@ -270,11 +279,15 @@ function makeHandler(realms) {
       if (below[0] === 'clients-registrations' && SIBLING_PROVIDERS.has(below[1])) {
         return answerSibling(realm, below[1], req, res);
       }
+      if (below.length === 2 && below[0] === '.well-known' && REALM_DOCUMENTS.has(below[1])) {
+        // Keycloak fills all three from the realm's configuration; so does the stand-in.
+        return toProvider(realm, req, res, `/.well-known/openid-configuration${url.search}`);
+      }
       const rest = below.length === 0 ? '' : `/${below.join('/')}`;
       return toProvider(realm, req, res, `${rest}${url.search}`);
     }
 
-    if (path.startsWith(wellKnownPrefix)) {
+    if (ROOT_DISCOVERY && path.startsWith(wellKnownPrefix)) {
       // RFC 8414 section 3.1: /.well-known/{document}/realms/{realm}.
       const match = /^([^/]+)\/realms\/([^/]+)$/.exec(path.slice(wellKnownPrefix.length));
       if (match !== null && DISCOVERY_DOCUMENTS.has(match[1])) {

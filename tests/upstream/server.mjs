@@ -12,6 +12,7 @@
 //                                   `issuer` (and the RFC 9207 `iss`) to equal the URL they used.
 //   DCR_TEST_ENDPOINTS=1 / --test-endpoints   serve /__test/... before the provider
 //   ACCESS_TOKEN_FORMAT=jwt|opaque  format of access tokens for a resource indicator (default jwt)
+//   TRUST_PROXY=0                   ignore X-Forwarded-* (default: trusted, provider.proxy = true)
 //
 // Prints exactly one line `READY <url>` (the address it listens on) to stdout once it serves.
 // node-oidc-provider prints "Unsupported runtime" and quick-start warnings to stderr on Node 20;
@@ -70,6 +71,7 @@ const HOST = args.host ?? process.env.HOST ?? '127.0.0.1';
 const ISSUER_SETTING = args.issuer ?? process.env.ISSUER;
 const TEST_ENDPOINTS = (args['test-endpoints'] ?? process.env.DCR_TEST_ENDPOINTS) === '1';
 const ACCESS_TOKEN_FORMAT = process.env.ACCESS_TOKEN_FORMAT ?? 'jwt';
+const TRUST_PROXY = process.env.TRUST_PROXY !== '0';
 
 const SCOPES = ['openid', 'offline_access', 'profile', 'email', 'mcp:execute'];
 
@@ -525,8 +527,9 @@ server.listen(Number(portSetting), HOST, () => {
   const issuer = ISSUER_SETTING || ownUrl;
 
   const provider = new Provider(issuer, providerConfiguration());
-  // Trust X-Forwarded-Host / X-Forwarded-Proto so discovery and form URLs point at the gateway.
-  provider.proxy = true;
+  // Trust X-Forwarded-Host / X-Forwarded-Proto so discovery and form URLs point at the gateway;
+  // TRUST_PROXY=0 makes it ignore them (an upstream that builds URLs from its own Host).
+  provider.proxy = TRUST_PROXY;
   provider.on('server_error', (ctx, err) => {
     console.error('oidc-provider server_error', err);
   });

@@ -153,3 +153,52 @@ def test_test_policy_runs_case_files(tmp_path, capsys):
 def test_test_policy_with_no_cases_fails(tmp_path, capsys):
     assert main(["test-policy", str(tmp_path)]) == 1
     assert "0 passed, 0 failed" in capsys.readouterr().out
+
+
+def _keycloak_config(tmp_path: Path) -> Path:
+    default = (ROOT / "policies" / "default.yaml").read_text()
+    write(tmp_path / "default.yaml", default)
+    write(tmp_path / "closed.yaml", default.replace("mode: allowlist", "mode: disabled"))
+    return write(
+        tmp_path / "config.yaml",
+        "upstream: {url: http://127.0.0.1:3000, profile: keycloak}\n"
+        "policy_file: default.yaml\n"
+        "tenants: {customers: closed.yaml}\n",
+    )
+
+
+def test_check_lists_each_tenant_policy(tmp_path, capsys):
+    config = _keycloak_config(tmp_path)
+    assert main(["check", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "policy ok: " + str(tmp_path / "default.yaml") + " (mode allowlist;" in out
+    closed = str(tmp_path / "closed.yaml")
+    assert f"tenant customers: policy ok: {closed} (mode disabled;" in out
+
+
+@pytest.mark.parametrize(
+    ("tenant", "code", "rule"),
+    [
+        (None, 0, "allow.managed"),
+        ("customers", 1, "mode.disabled"),
+        ("master", 0, "allow.managed"),  # no policy of its own: the default decides
+    ],
+)
+def test_explain_uses_the_tenant_policy(tmp_path, capsys, tenant, code, rule):
+    config = _keycloak_config(tmp_path)
+    request = write(
+        tmp_path / "request.json",
+        json.dumps({"redirect_uris": ["https://claude.ai/api/mcp/auth_callback"]}),
+    )
+    argv = ["explain", "-c", str(config), str(request)]
+    if tenant is not None:
+        argv += ["--tenant", tenant]
+    assert main(argv) == code
+    assert f"rule:     {rule}" in capsys.readouterr().out
+
+
+def test_explain_refuses_a_tenant_in_the_wrong_case(tmp_path, capsys):
+    config = _keycloak_config(tmp_path)
+    request = write(tmp_path / "request.json", "{}")
+    assert main(["explain", "-c", str(config), str(request), "--tenant", "Customers"]) == 2
+    assert "realm names are case-sensitive" in capsys.readouterr().err

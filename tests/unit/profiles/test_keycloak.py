@@ -87,13 +87,15 @@ def test_the_tenant_is_the_realm_as_written() -> None:
             "/realms/acme/.well-known/oauth-authorization-server",
             "/realms/acme/.well-known/oauth-authorization-server",
         ),
+        # The path-insertion forms (Keycloak 26.4+) are read from the realm's OIDC document,
+        # which every version serves.
         (
             "/.well-known/oauth-authorization-server/realms/acme",
-            "/.well-known/oauth-authorization-server/realms/acme",
+            "/realms/acme/.well-known/openid-configuration",
         ),
         (
             "/.WELL-KNOWN/openid-configuration/realms/acme/",
-            "/.well-known/openid-configuration/realms/acme",
+            "/realms/acme/.well-known/openid-configuration",
         ),
     ],
 )
@@ -105,7 +107,8 @@ def test_discovery_in_both_forms(path: str, upstream: str) -> None:
 
 def test_a_path_prefix() -> None:
     assert AUTH.classify("/auth" + REG).upstream_path == "/auth" + REG
-    assert AUTH.classify(REG).kind is Kind.PASSTHROUGH  # Keycloak 16 serves nothing there
+    # Keycloak 16 serves nothing there, but a newer one with http-relative-path might.
+    assert AUTH.classify(REG).refusal.rule == "keycloak.prefix_mismatch"
     discovery = AUTH.classify("/auth/realms/acme/.well-known/openid-configuration")
     assert discovery.registration_path == "/auth" + REG
 
@@ -116,3 +119,44 @@ def test_a_path_prefix() -> None:
 )
 def test_everything_else_passes_through(path: str) -> None:
     assert PROFILE.classify(path).kind is Kind.PASSTHROUGH
+
+
+@pytest.mark.parametrize(
+    ("profile", "path"),
+    [
+        (PROFILE, "/auth/realms/acme/clients-registrations/openid-connect"),
+        (PROFILE, "/auth/realms/acme/clients-registrations/default"),
+        (PROFILE, "/keycloak/auth/REALMS/acme/Clients-Registrations/install/x"),
+        (PROFILE, "/%61uth/realms/acme/clients-registrations/openid-connect/id"),
+        (AUTH, "/realms/acme/clients-registrations/default"),
+        (AUTH, "/x/realms/acme/clients-registrations/openid-connect"),
+    ],
+)
+def test_registration_under_another_prefix_is_refused(profile: KeycloakProfile, path: str) -> None:
+    target = profile.classify(path)
+    assert target.kind is Kind.REFUSE and target.tenant == "acme"
+    assert (target.refusal.rule, target.refusal.status) == ("keycloak.prefix_mismatch", 404)
+
+
+@pytest.mark.parametrize(
+    ("path", "rule"),
+    [
+        ("/realms/Customers/clients-registrations/default", "provider.not_allowed"),
+        ("/realms/Customers/clients-registrations", "management.not_a_client"),
+        ("/realms/Customers/clients-registrations/openid-connect/a/b", "management.not_a_client"),
+        ("/realms/customers/clients-registrations/openid-connect", "tenant.case_mismatch"),
+    ],
+)
+def test_refusals_name_the_realm_they_were_for(path: str, rule: str) -> None:
+    target = PROFILE.classify(path)
+    assert target.refusal.rule == rule
+    assert target.tenant == path.split("/")[2]
+
+
+def test_uma2_configuration_is_discovery_in_the_realm_form() -> None:
+    target = PROFILE.classify("/realms/acme/.well-known/uma2-configuration")
+    assert (target.kind, target.upstream_path) == (
+        Kind.DISCOVERY,
+        "/realms/acme/.well-known/uma2-configuration",
+    )
+    assert PROFILE.classify("/.well-known/uma2-configuration/realms/acme").kind is Kind.PASSTHROUGH

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import zlib
 from unittest import mock
 
 import aiohttp
@@ -11,7 +13,7 @@ from yarl import URL
 
 from gateway.config.settings import Upstream
 from gateway.errors import BadGateway
-from gateway.upstream.client import UpstreamClient, read_answer
+from gateway.upstream.client import UpstreamClient, decode_answer, read_answer
 
 
 def rel(path: str, query: str = "") -> URL:
@@ -109,3 +111,42 @@ async def test_read_answer_refuses_more_than_the_limit() -> None:
         await read_answer(_stream([b"x" * 600, b"y" * 600]), 1000)
     assert refused.value.rule == "upstream.response_too_large"
     assert refused.value.status == 502
+
+
+DOCUMENT = b'{"registration_endpoint": "http://up:3000/reg"}'
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    compressor = zlib.compressobj(wbits=wbits)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        (None, DOCUMENT),
+        ("identity", DOCUMENT),
+        ("gzip", gzip.compress(DOCUMENT)),
+        ("X-GZIP", gzip.compress(DOCUMENT)),
+        ("deflate", zlib.compress(DOCUMENT)),  # zlib, as RFC 9110 §8.4.1.2 says
+        ("deflate", _deflate(DOCUMENT, -zlib.MAX_WBITS)),  # raw deflate, as some send
+    ],
+)
+def test_guarded_answers_are_decoded(coding: str | None, body: bytes) -> None:
+    assert decode_answer(body, coding, 1024) == DOCUMENT
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "rule"),
+    [
+        ("br", b"\x1b\x00", "upstream.unreadable_encoding"),
+        ("gzip, br", gzip.compress(DOCUMENT), "upstream.unreadable_encoding"),
+        ("gzip", b"not gzip at all", "upstream.unreadable_encoding"),
+        # A small compressed answer may not expand past the answer limit (a zip bomb).
+        ("gzip", gzip.compress(b"{" + b" " * 1_000_000 + b"}"), "upstream.response_too_large"),
+    ],
+)
+def test_unreadable_or_oversized_codings_are_refused(coding: str, body: bytes, rule: str) -> None:
+    with pytest.raises(BadGateway) as error:
+        decode_answer(body, coding, 1024)
+    assert error.value.rule == rule
