@@ -4,7 +4,8 @@ Starts, as subprocesses on free loopback ports:
 
 * the bundled test authorization server (``tests/upstream``, node-oidc-provider, with its
   ``/__test/`` endpoints on),
-* the gateway (``dcr-gateway run -c <temporary config>``, the shipped default policy),
+* the gateway (``dcr-gateway run -c <temporary config>``, the shipped default policy with
+  its rate limits out of reach: ``bench/bench_policy.py``),
 * the minimal aiohttp reverse proxy of ``bench/minimal_proxy.py``,
 
 then measures, in one run and interleaved, so that only ratios are compared:
@@ -50,9 +51,10 @@ REPO = BENCH_DIR.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench_policy import write_bench_policy  # noqa: E402
+
 from tests.support.upstream import UpstreamServer, free_port  # noqa: E402
 
-POLICY_FILE = REPO / "policies" / "default.yaml"
 MINIMAL_PROXY = BENCH_DIR / "minimal_proxy.py"
 
 #: What an MCP client (here: a native app with a loopback callback) sends to register.
@@ -150,7 +152,7 @@ def write_gateway_config(workdir: Path, port: int, upstream: str) -> Path:
                 f"listen: {{host: 127.0.0.1, port: {port}}}",
                 f"public_url: http://127.0.0.1:{port}",
                 f"upstream: {{url: {json.dumps(upstream)}}}",
-                f"policy_file: {json.dumps(str(POLICY_FILE))}",
+                f"policy_file: {json.dumps(str(write_bench_policy(workdir)))}",
                 f"audit: {{sink: {json.dumps(str(workdir / 'audit.jsonl'))}}}",
                 "log_level: warning",
                 "",

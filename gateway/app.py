@@ -30,11 +30,13 @@ from gateway.policy.model import Policy
 from gateway.policy.policies import Policies
 from gateway.profiles.generic import GenericProfile
 from gateway.profiles.keycloak import KeycloakProfile
+from gateway.ratelimit.limiter import RateLimiter
 from gateway.registration.manage import handle_management
 from gateway.registration.register import handle_registration
 from gateway.registry.records import ClientRecords
 from gateway.state import GATEWAY, Gateway
 from gateway.storage import open_storage
+from gateway.tokens.admin import add_routes as add_admin_routes
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.discovery import MetadataCache, discover_registration_paths
 from gateway.upstream.passthrough import pass_through
@@ -190,12 +192,14 @@ def create_app(
         clients=ClientRecords(storage),
         metadata_cache=MetadataCache(settings.upstream.discovery_cache),
         cors=CorsPolicy(settings.cors),
+        limiter=RateLimiter(storage),
     )
     app[READY_CACHE] = {}
     # Order matters: the audit sink outlives everything that may write to it.
     app.cleanup_ctx.extend([_audit, _storage, _upstream, _tables, _registration_endpoint])
     app.router.add_get("/-/healthz", healthz)
     app.router.add_get("/-/readyz", readyz)
+    add_admin_routes(app)
     app.router.add_route("*", "/-/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

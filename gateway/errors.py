@@ -126,6 +126,12 @@ class NotFound(OAuthError):
     status = 404
 
 
+class Conflict(OAuthError):
+    """The resource exists already (RFC 9110 §15.5.10)."""
+
+    status = 409
+
+
 class PayloadTooLarge(OAuthError):
     """The body is larger than ``limits.max_body_bytes`` (RFC 9110 §15.5.14)."""
 

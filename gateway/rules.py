@@ -21,15 +21,19 @@ from typing import Any
 from gateway.errors import (
     AccessDenied,
     BadGateway,
+    Conflict,
     GatewayTimeout,
     InvalidClientMetadata,
     InvalidRedirectURI,
     InvalidRequest,
+    InvalidToken,
     MethodNotAllowed,
     NotFound,
     OAuthError,
     PayloadTooLarge,
+    RateLimited,
     RequestTimeout,
+    TemporarilyUnavailable,
     UnapprovedSoftwareStatement,
     UnsupportedMediaType,
 )
@@ -59,9 +63,16 @@ class Rule:
 
     def refuse(self, description: str, **extra: Any) -> OAuthError:
         """The wire error for this rule, with ``description`` saying why."""
+        return self.refuse_as(self.id, description, **extra)
+
+    def refuse_as(self, rule_id: str, description: str, **extra: Any) -> OAuthError:
+        """The wire error of a rule family (``rate_limit.<name>``) under one member's id."""
         if self.error is None:
             raise TypeError(f"{self.id} allows; it cannot refuse")
-        return self.error(description, rule=self.id, **extra)
+        family = self.id.split("<", 1)[0]
+        if rule_id != self.id and not (family.endswith(".") and rule_id.startswith(family)):
+            raise ValueError(f"{rule_id} is not a member of {self.id}")
+        return self.error(description, rule=rule_id, **extra)
 
 
 RULES: dict[str, Rule] = {}
@@ -417,6 +428,78 @@ INTERNAL_ERROR = _rule(
     "an unexpected fault in the gateway, logged and answered 502 (never 500)",
 )
 
+RATE_LIMITED = _rule(
+    "rate_limit.<name>",
+    RateLimited,
+    Stage.GATEWAY,
+    "the policy's rate limit `<name>` (`rate_limits`) is reached; `Retry-After` says when "
+    "one more request fits",
+)
+STORAGE_UNAVAILABLE = _rule(
+    "storage.unavailable",
+    TemporarilyUnavailable,
+    Stage.GATEWAY,
+    "the storage (Redis) holding rate limits and token uses cannot be reached, and the "
+    "policy fails closed (`on_storage_error: fail_closed`, the default; initial access "
+    "tokens always do)",
+)
+TOKEN_MISSING = _rule(
+    "initial_access_token.missing",
+    InvalidToken,
+    Stage.GATEWAY,
+    "`initial_access_tokens.required` and no `Authorization: Bearer` token (RFC 7591 §3)",
+)
+TOKEN_MALFORMED = _rule(
+    "initial_access_token.malformed",
+    InvalidToken,
+    Stage.GATEWAY,
+    "an `Authorization` header that is not one `Bearer` token (RFC 6750 §2.1)",
+)
+TOKEN_UNKNOWN = _rule(
+    "initial_access_token.unknown",
+    InvalidToken,
+    Stage.GATEWAY,
+    "a bearer token that is no initial access token of this policy, nor one issued by the "
+    "admin API for this tenant (or revoked)",
+)
+TOKEN_EXPIRED = _rule(
+    "initial_access_token.expired", InvalidToken, Stage.GATEWAY, "the token's `expires` passed"
+)
+TOKEN_USED_UP = _rule(
+    "initial_access_token.used_up",
+    InvalidToken,
+    Stage.GATEWAY,
+    "the token has registered `max_uses` clients already",
+)
+ADMIN_DISABLED = _rule(
+    "admin.disabled",
+    AccessDenied,
+    Stage.GATEWAY,
+    "the admin API is off: no `admin.token_env` is configured",
+)
+ADMIN_UNAUTHORIZED = _rule(
+    "admin.unauthorized",
+    InvalidToken,
+    Stage.GATEWAY,
+    "an admin request without the admin bearer token",
+)
+ADMIN_INVALID = _rule(
+    "admin.invalid_request",
+    InvalidRequest,
+    Stage.GATEWAY,
+    "an admin request whose body or parameters are not valid",
+)
+ADMIN_CONFLICT = _rule(
+    "admin.conflict", Conflict, Stage.GATEWAY, "a token of that name exists already"
+)
+ADMIN_NOT_FOUND = _rule("admin.not_found", NotFound, Stage.GATEWAY, "no token of that name")
+ADMIN_METHOD = _rule(
+    "admin.method", MethodNotAllowed, Stage.GATEWAY, "a method the admin endpoint does not have"
+)
+ALLOW_ADMIN = _rule(
+    "allow.admin", None, Stage.GATEWAY, "an admin request, authenticated and carried out"
+)
+
 # --------------------------------------------------------------------------- upstream
 UPSTREAM_UNREACHABLE = _rule(
     "upstream.unreachable",
@@ -440,6 +523,13 @@ UPSTREAM_ENCODING = _rule(
     "a registration, management or discovery answer in a content coding the gateway cannot "
     "read (it asks for `identity`; `gzip` and `deflate` are decoded)",
 )
+
+
+def storage_unavailable() -> OAuthError:
+    """503 when the store holding limits and token uses cannot be reached (fail closed)."""
+    return STORAGE_UNAVAILABLE.refuse(
+        "the gateway's storage is unavailable and the request cannot be checked; retry later"
+    )
 
 
 def internal_error() -> OAuthError:

@@ -13,6 +13,7 @@ from gateway.http.cors import CorsPolicy
 from gateway.http.forwarding import Caller, TrustedProxies, upstream_request_headers
 from gateway.http.routes import Router
 from gateway.policy.policies import Policies
+from gateway.ratelimit.limiter import RateLimiter
 from gateway.registry.records import ClientRecords
 from gateway.storage import Storage
 from gateway.upstream.client import UpstreamClient
@@ -38,6 +39,7 @@ class Gateway:
     clients: ClientRecords
     metadata_cache: MetadataCache
     cors: CorsPolicy
+    limiter: RateLimiter
 
     def identify(self, request: web.Request) -> Caller:
         """Who sent ``request`` (request ids and client IP; see :class:`Caller`)."""

@@ -68,6 +68,10 @@ class AuditRecord:
     scope: str | None = None
     policy: str | None = None
     policy_revision: str | None = None
+    #: The name of the initial access token the request carried (never the token).
+    initial_access_token_name: str | None = None
+    #: ``fail_open`` when storage failed and the policy let the request through unlimited.
+    storage_error: str | None = None
     upstream_status: int | None = None
     upstream_error: str | None = None
     client_id: str | None = None

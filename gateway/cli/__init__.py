@@ -1,4 +1,5 @@
-"""The ``dcr-gateway`` command: ``run``, ``check``, ``explain``, ``test-policy``.
+"""The ``dcr-gateway`` command: ``run``, ``check``, ``explain``, ``test-policy``,
+``hash-token``.
 
 Each subcommand is a module with one :class:`~gateway.cli.common.Command`; adding one is a
 new module and an entry in :data:`COMMANDS`, nothing else.
@@ -10,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import check, explain, run, test_policy
+from gateway.cli import check, explain, hash_token, run, test_policy
 from gateway.cli.common import Command
 
 COMMANDS: tuple[Command, ...] = (
@@ -18,6 +19,7 @@ COMMANDS: tuple[Command, ...] = (
     check.COMMAND,
     explain.COMMAND,
     test_policy.COMMAND,
+    hash_token.COMMAND,
 )
 
 

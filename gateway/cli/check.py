@@ -18,14 +18,33 @@ def _summary(policy: Policy) -> str:
     )
 
 
+def _controls(policy: Policy) -> list[str]:
+    """One line per rate limit, then storage failure handling and the tokens."""
+    lines = [
+        f"  rate limit {rule.name}: {rule.limit} per {rule.key.value}, counting {rule.count.value}"
+        for rule in policy.rate_limits
+    ]
+    if policy.rate_limits:
+        lines.append(f"  on storage error: {policy.on_storage_error.value}")
+    tokens = policy.initial_access_tokens
+    if tokens.tokens or tokens.required:
+        required = "required" if tokens.required else "not required"
+        lines.append(f"  initial access tokens: {len(tokens.tokens)} listed, {required}")
+    return lines
+
+
 def check(args: argparse.Namespace) -> int:
     loaded = load(args.config)
     if loaded is None:
         return EXIT_FAIL
     print(f"config ok: {args.config}")
     print(f"policy ok: {_summary(loaded.policy)}")
+    for line in _controls(loaded.policy):
+        print(line)
     for tenant, policy in sorted(loaded.policies.tenants.items()):
         print(f"tenant {tenant}: policy ok: {_summary(policy)}")
+        for line in _controls(policy):
+            print(line)
     print(f"policy revision: {loaded.policy.revision}")
     return EXIT_OK
 

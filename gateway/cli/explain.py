@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, Command, config_argument, load
+from gateway.policy.decision import Decision
+from gateway.policy.model import Policy, RateCount
+from gateway.ratelimit.keys import RateFacts, bucket
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +21,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tenant", help="decide with this tenant's (Keycloak realm's) policy, as configured"
     )
+    parser.add_argument("--client-ip", help="the caller's address, for the rate limit buckets")
 
 
 def explain(args: argparse.Namespace) -> int:
@@ -42,12 +47,60 @@ def explain(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
         print(f"note: tenant {args.tenant!r} has no policy of its own", file=sys.stderr)
-    decision = judge_body(loaded.policies.for_tenant(args.tenant), body)
+    policy = loaded.policies.for_tenant(args.tenant)
+    decision = judge_body(policy, body)
+    limits = counted_by(policy, decision, args.tenant, args.client_ip)
     if args.json:
-        print(json.dumps(decision_fields(decision), indent=2, ensure_ascii=False))
+        fields = decision_fields(decision)
+        fields["rate_limits"] = limits
+        fields["initial_access_token_required"] = policy.initial_access_tokens.required
+        print(json.dumps(fields, indent=2, ensure_ascii=False))
     else:
         print(describe(decision))
+        for limit in limits:
+            print(
+                f"limit:    {limit['name']} ({limit['limit']} per {limit['key']}, counting "
+                f"{limit['count']}): bucket {limit['bucket']}"
+            )
+        if policy.initial_access_tokens.required:
+            print("token:    an initial access token is required (Authorization: Bearer)")
     return EXIT_OK if decision.allowed else EXIT_FAIL
+
+
+def counted_by(
+    policy: Policy, decision: Decision, tenant: str | None, client_ip: str | None
+) -> list[dict[str, Any]]:
+    """The rate limits that would count this request, and the bucket of each."""
+    metadata = decision.metadata
+    facts = RateFacts(
+        client_ip=client_ip or "<the caller's address>",
+        software_id=_text(metadata.get("software_id")),
+        vendor=decision.vendor,
+        client_name=_text(metadata.get("client_name")),
+        token_name="<the token name>",  # noqa: S106 (a placeholder, not a secret)
+        tenant=tenant,
+    )
+    out = []
+    for rule in policy.rate_limits:
+        if rule.count is RateCount.REGISTRATIONS and not decision.allowed:
+            continue
+        value = bucket(rule.key, facts)
+        if value is None:
+            continue
+        out.append(
+            {
+                "name": rule.name,
+                "key": rule.key.value,
+                "limit": rule.limit,
+                "count": rule.count.value,
+                "bucket": value or "(one for all)",
+            }
+        )
+    return out
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 COMMAND = Command("explain", "show the decision for one registration request", _arguments, explain)

@@ -58,7 +58,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfi
     listing every problem found in any file."""
     problems: list[Problem] = []
     document = load_file(path, problems, env)
-    settings = read_settings(document, path.parent, problems)
+    settings = read_settings(document, path.parent, problems, env)
     policy: Policy | None = None
     if settings.policy_file != path.parent:
         policy = _load_policy(settings.policy_file, problems, document, ("policy_file",))

@@ -7,8 +7,12 @@ separately (:mod:`gateway.policy.loader`) because security teams own it, not ope
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-from dataclasses import dataclass
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,16 @@ from gateway.config.yamlsource import Document, KeyPath, Problem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-STORAGE_SCHEMES = ("memory", "redis", "rediss", "unix")
+STORAGE_SCHEMES = (
+    "memory",
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 
 
 DEFAULT_HOST = "127.0.0.1"
@@ -47,6 +60,18 @@ DEFAULT_CORS_MAX_AGE = 600.0
 PROFILES = ("generic", "keycloak")
 #: Keycloak's client registration providers (``/realms/{realm}/clients-registrations/{id}``).
 KEYCLOAK_PROVIDERS = ("openid-connect", "default", "install", "saml2-entity-descriptor")
+
+
+#: The shortest admin token accepted (``openssl rand -hex 32`` makes 64 characters).
+MIN_ADMIN_TOKEN = 32
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A credential from the config: never shown by ``repr`` (logs, tracebacks, ``check``)."""
+
+    value: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +101,10 @@ class Upstream:
     path_prefix: str = ""
     #: How long a parsed upstream discovery document is reused.
     discovery_cache: float = DEFAULT_DISCOVERY_CACHE
+    #: Presented upstream (``Authorization: Bearer``) on registrations, in place of
+    #: whatever the caller sent: an authorization server that only allows authenticated
+    #: registration can sit behind an open, policed gateway.
+    initial_access_token: Secret | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +140,16 @@ class Cors:
 
 
 @dataclass(frozen=True, slots=True)
+class Admin:
+    """The admin API (``/-/admin/...``): on only when an admin token is configured."""
+
+    #: The environment variable the admin token was read from.
+    token_env: str | None = None
+    #: SHA-256 of the admin token; the token itself is not kept.
+    token_digest: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: Listen
     public_url: URL
@@ -125,6 +164,7 @@ class Settings:
     tenants: tuple[tuple[str, Path], ...] = ()
     keycloak: Keycloak = Keycloak()
     cors: Cors = Cors()
+    admin: Admin = Admin()
 
 
 _TOP_KEYS = {
@@ -140,6 +180,7 @@ _TOP_KEYS = {
     "tenants",
     "keycloak",
     "cors",
+    "admin",
 }
 _UPSTREAM_KEYS = {
     "url",
@@ -153,6 +194,7 @@ _UPSTREAM_KEYS = {
     "profile",
     "path_prefix",
     "discovery_cache",
+    "initial_access_token",
 }
 
 
@@ -192,7 +234,14 @@ def _as_storage(value: Any) -> str:
     text = as_nonempty_str(value)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme not in STORAGE_SCHEMES:
-        raise ValueError("must be memory:// or a redis://, rediss:// or unix:// URL")
+        raise ValueError(
+            "must be memory://, or a redis://, rediss://, unix://, redis+sentinel:// or "
+            "redis+cluster:// URL"
+        )
+    if "+" in scheme:
+        from gateway.storage.redis import check_uri
+
+        check_uri(text)
     return text
 
 
@@ -203,7 +252,44 @@ def _as_network(value: Any) -> IPNetwork:
         raise ValueError(f"is not an IP address or CIDR: {exc}") from None
 
 
-def read_settings(document: Document, base_dir: Path, problems: list[Problem]) -> Settings:
+def _as_secret(value: Any) -> Secret:
+    text = as_nonempty_str(value).strip()
+    if any(c in text for c in "\r\n\x00"):
+        raise ValueError("must be one line")
+    return Secret(text)
+
+
+def _read_admin(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> Admin:
+    """``admin.token_env`` names the variable holding the admin token; only its digest is
+    kept.  A named variable that is unset or short is a problem, not a silently closed API."""
+    ap: KeyPath = ("admin",)
+    section = r.section(top.get("admin"), ap, {"token_env"})
+    name = r.get(section, ap, "token_env", as_nonempty_str, None)
+    if name is None:
+        return Admin()
+    if not _ENV_NAME_RE.match(name):
+        r.problem((*ap, "token_env"), f"{name!r} is not an environment variable name")
+        return Admin()
+    token = env.get(name, "")
+    if not token:
+        r.problem((*ap, "token_env"), f"environment variable {name} is not set")
+        return Admin(name)
+    if len(token) < MIN_ADMIN_TOKEN:
+        r.problem(
+            (*ap, "token_env"),
+            f"the admin token in {name} is shorter than {MIN_ADMIN_TOKEN} characters "
+            "(make one with: openssl rand -hex 32)",
+        )
+        return Admin(name)
+    return Admin(name, hashlib.sha256(token.encode("utf-8")).digest())
+
+
+def read_settings(
+    document: Document,
+    base_dir: Path,
+    problems: list[Problem],
+    env: Mapping[str, str] | None = None,
+) -> Settings:
     """Build :class:`Settings` from a parsed config document; problems are collected."""
     r = Reader(document, problems)
     top = r.section(document.data, (), _TOP_KEYS)
@@ -248,6 +334,7 @@ def read_settings(document: Document, base_dir: Path, problems: list[Problem]) -
         profile=r.get(up_s, up, "profile", as_choice(*PROFILES), "generic"),
         path_prefix=r.get(up_s, up, "path_prefix", _as_prefix, ""),
         discovery_cache=r.get(up_s, up, "discovery_cache", as_duration, DEFAULT_DISCOVERY_CACHE),
+        initial_access_token=r.get(up_s, up, "initial_access_token", _as_secret, None),
     )
     if upstream.profile == "keycloak":
         if "/realms/" in upstream_url.raw_path + "/":
@@ -348,4 +435,5 @@ def read_settings(document: Document, base_dir: Path, problems: list[Problem]) -
         tenants=tuple(tenants),
         keycloak=Keycloak(allow_providers=tuple(p for p in providers if p in KEYCLOAK_PROVIDERS)),
         cors=cors,
+        admin=_read_admin(r, top, os.environ if env is None else env),
     )

@@ -150,12 +150,40 @@ class TrustedProxies:
 
 
 def _forwarded_for_chain(headers: CIMultiDictProxy[str]) -> list[str | None]:
+    """The addresses a trusted proxy forwarded, oldest first: ``X-Forwarded-For``, or when
+    there is none, the ``for=`` parameters of ``Forwarded`` (RFC 7239 §5.2).  An address
+    that cannot be read (``unknown``, an obfuscated ``_node``) is ``None``."""
     chain: list[str | None] = []
     for value in headers.getall("X-Forwarded-For", ()):
         for part in value.split(","):
             if part.strip():
                 chain.append(_clean_address(part))
+    if chain or "Forwarded" not in headers:
+        return chain
+    for value in headers.getall("Forwarded", ()):
+        for element in _split_unquoted(value, ","):
+            found = None
+            for pair in _split_unquoted(element, ";"):
+                name, _, text = pair.partition("=")
+                if name.strip().lower() == "for":
+                    found = _clean_address(text)
+            chain.append(found)
     return chain
+
+
+def _split_unquoted(text: str, separator: str) -> list[str]:
+    """``text`` split at ``separator`` outside quoted-strings (RFC 9110 §5.6.4)."""
+    parts, current, quoted = [], [], False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts if part.strip()]
 
 
 def _clean_address(text: str) -> str | None:

@@ -17,7 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.reader import Reader, as_choice, as_int, as_nonempty_str
-from gateway.config.yamlsource import ConfigError, Document, KeyPath, Problem, load_file
+from gateway.config.yamlsource import (
+    ConfigError,
+    Document,
+    KeyPath,
+    Problem,
+    format_path,
+    load_file,
+)
+from gateway.policy.controls import (
+    NestedLoader,
+    read_on_storage_error,
+    read_rate_limits,
+    read_tokens,
+)
 from gateway.policy.managed import as_host, build_index, load_managed, managed_source
 from gateway.policy.model import (
     ClientPolicy,
@@ -68,7 +81,17 @@ DEFAULT_SCOPES = ("openid", "offline_access")
 DEFAULT_MAX_REDIRECT_URIS = 20
 MAX_REDIRECT_URIS = 50
 
-_TOP = {"version", "mode", "redirect_uris", "client"}
+_TOP = {
+    "version",
+    "mode",
+    "redirect_uris",
+    "client",
+    "rate_limits",
+    "on_storage_error",
+    "initial_access_tokens",
+}
+#: Controls that belong to the policy that received a request, not to a token's policy.
+_NOT_IN_TOKEN_POLICIES = ("rate_limits", "on_storage_error", "initial_access_tokens")
 _REDIRECT = {"managed_list", "allow", "block", "loopback", "on_mismatch", "max_redirect_uris"}
 _CLIENT = {
     "token_endpoint_auth_methods",
@@ -147,6 +170,27 @@ class _PolicyReader:
                     f"no managed entry {entry_id!r}; known ids: {', '.join(known)}",
                 )
         return tuple(i for i in ids if i in known)
+
+    def controls(self, nested: NestedLoader | None) -> dict[str, Any]:
+        """``rate_limits``, ``on_storage_error``, ``initial_access_tokens``; a token's own
+        policy (``nested`` is ``None``) may not carry them."""
+        r = self.r
+        top = r.document.data if isinstance(r.document.data, dict) else {}
+        if nested is None:
+            for key in _NOT_IN_TOKEN_POLICIES:
+                if key in top:
+                    r.problem(
+                        (key,),
+                        "has no effect in a token's policy: the policy that received the "
+                        "request applies its own",
+                    )
+            return {}
+        base_dir = Path(r.document.name).parent
+        return {
+            "rate_limits": read_rate_limits(r, top),
+            "on_storage_error": read_on_storage_error(r, top),
+            "initial_access_tokens": read_tokens(r, top, base_dir, nested),
+        }
 
     def read(self, clients: tuple[ManagedClient, ...]) -> tuple[Any, ...]:
         r = self.r
@@ -266,21 +310,33 @@ def read_policy(
     document: Document,
     problems: list[Problem],
     clients: tuple[ManagedClient, ...] | None = None,
+    *,
+    token_policy: bool = False,
+    managed_bytes: bytes | None = None,
 ) -> Policy:
     """Build a policy from a parsed document; problems are appended, not raised.
 
     The revision is of ``document.raw`` (or, for a document built from data, its canonical
-    JSON) and of the managed list's bytes."""
-    managed_bytes = managed_source() if clients is None else b""
+    JSON) and of the managed list's bytes.  ``token_policy``: the policy an initial access
+    token names (``initial_access_tokens.tokens[].policy``), which judges registrations but
+    carries no controls of its own."""
+    if managed_bytes is None:
+        managed_bytes = managed_source() if clients is None else b""
     clients = load_managed() if clients is None else clients
     source_bytes = document.raw or json.dumps(document.data, sort_keys=True, default=str).encode(
         "utf-8"
     )
     if document.data is None and not problems:
         problems.append(Problem("(top level)", "the policy file is empty", document.name))
+    reader = _PolicyReader(document, problems)
     (version, mode, loopback, managed_ids, custom, blocked, on_mismatch, max_uris, client) = (
-        _PolicyReader(document, problems).read(clients)
+        reader.read(clients)
     )
+
+    def nested(path: Path, key: KeyPath) -> Policy | None:
+        return _load_token_policy(path, key, document, problems, clients, managed_bytes)
+
+    controls = reader.controls(None if token_policy else nested)
     index = build_index(clients, loopback)
     selected = [
         pattern
@@ -303,7 +359,29 @@ def read_policy(
         managed=index,
         source=document.name,
         revision=policy_revision(source_bytes, managed_bytes),
+        **controls,
     )
+
+
+def _load_token_policy(
+    path: Path,
+    key: KeyPath,
+    parent: Document,
+    problems: list[Problem],
+    clients: tuple[ManagedClient, ...],
+    managed_bytes: bytes,
+) -> Policy | None:
+    """The policy file a token names; unreadable, it is reported at the naming key.  Its
+    revision is the one it has on its own (its bytes and the same managed list)."""
+    own: list[Problem] = []
+    document = load_file(path, own)
+    if document.data is None and own:
+        message = f"{path}: {own[0].message}"
+        problems.append(Problem(format_path(key), message, parent.location(key)))
+        return None
+    policy = read_policy(document, own, clients, token_policy=True, managed_bytes=managed_bytes)
+    problems.extend(own)
+    return None if own else policy
 
 
 def load_policy(path: Path) -> Policy:

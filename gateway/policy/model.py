@@ -125,6 +125,70 @@ class ManagedIndex:
     by_software_id: Mapping[str, tuple[ManagedClient, ...]]
 
 
+class RateKey(StrEnum):
+    """What a rate limit counts per (the bucket a request falls in)."""
+
+    CLIENT_IP = "client_ip"  # the caller's address (an IPv6 address by its /64)
+    SOFTWARE_ID = "software_id"
+    VENDOR = "vendor"  # the managed entry, else the identity key of client_name
+    INITIAL_ACCESS_TOKEN = "initial_access_token"  # noqa: S105 (the token's name, a key)
+    TENANT = "tenant"
+    GLOBAL = "global"
+
+
+class RateCount(StrEnum):
+    ATTEMPTS = "attempts"  # every registration request
+    REGISTRATIONS = "registrations"  # only those the upstream created
+
+
+class OnStorageError(StrEnum):
+    FAIL_CLOSED = "fail_closed"  # 503
+    FAIL_OPEN = "fail_open"  # allowed, audited
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """At most ``amount`` per ``seconds``: one item of a rate string (``20/hour``)."""
+
+    amount: int
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateRule:
+    name: str
+    key: RateKey
+    windows: tuple[RateWindow, ...]
+    count: RateCount
+    #: The rate string as written (``20/hour;100/day``), for ``check`` and docs.
+    limit: str
+
+    @property
+    def rule_id(self) -> str:
+        return f"rate_limit.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    """An initial access token (RFC 7591 §3) the policy accepts, known by its hash only."""
+
+    name: str
+    #: SHA-256 of the token (32 bytes).
+    digest: bytes
+    #: Expiry, seconds since the epoch; ``None``: never.
+    expires: float | None = None
+    max_uses: int | None = None
+    #: Registrations with this token are judged by this policy instead.
+    policy: Policy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    #: A registration without a valid token is refused (401).
+    required: bool = False
+    tokens: tuple[TokenEntry, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     version: int
@@ -136,3 +200,6 @@ class Policy:
     source: str
     #: SHA-256 (hex) of exactly the bytes parsed: the policy file, then the managed list.
     revision: str
+    rate_limits: tuple[RateRule, ...] = ()
+    on_storage_error: OnStorageError = OnStorageError.FAIL_CLOSED
+    initial_access_tokens: TokenPolicy = TokenPolicy()

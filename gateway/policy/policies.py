@@ -23,5 +23,11 @@ class Policies:
             return self.default
         return self.tenants.get(tenant, self.default)
 
+    def scope(self, tenant: str | None) -> str:
+        """Whose counters a request's rate limits and policy tokens use: the tenant's, when
+        it has a policy of its own; else the default policy's, shared by every tenant that
+        uses it."""
+        return tenant if tenant is not None and tenant in self.tenants else ""
+
     def all(self) -> list[Policy]:
         return [self.default, *self.tenants.values()]

@@ -32,6 +32,10 @@ class Answer:
     document: dict[str, Any] | None
 
 
+#: ``forward_json(authorization=KEEP)``: send the caller's ``Authorization`` as it came.
+KEEP = object()
+
+
 async def forward_json(
     request: web.Request,
     gateway: Gateway,
@@ -40,11 +44,20 @@ async def forward_json(
     method: str,
     payload: bytes | None,
     path: str,
+    *,
+    authorization: object = KEEP,
 ) -> Answer:
-    """One upstream exchange on the guarded pool to ``path`` (gateway-relative)."""
+    """One upstream exchange on the guarded pool to ``path`` (gateway-relative).
+
+    ``authorization``: ``KEEP`` the caller's (a registration access token, RFC 7592 §2),
+    or replace it: ``None`` sends none, a string sends that ``Authorization`` value."""
     if client_gone(request):
         raise ClientGone
     headers = gateway.guarded_headers(request, caller)
+    if authorization is not KEEP:
+        headers.popall("Authorization", None)
+        if isinstance(authorization, str):
+            headers["Authorization"] = authorization
     if payload is not None:
         headers["Content-Type"] = "application/json"
         headers["Content-Length"] = str(len(payload))

@@ -1,10 +1,15 @@
 """The guarded registration endpoint (RFC 7591 §3), as named stages.
 
-``read`` (method, content headers, bounded body, strict JSON) → ``judge`` (the pure policy
-engine, with the tenant's policy) → ``enforce`` (a refusal becomes its wire error) →
-``forward`` (the judged metadata, re-serialized, to the normal-form path) → ``record`` (one
-audit event, written by :class:`~gateway.http.exchange.Exchange` whatever happened).  Order
-matters and is fixed: nothing reaches the upstream before the policy has allowed it.
+``read`` (method, content headers, bounded body, strict JSON) → ``identify`` and ``admit`` (the
+initial access token, when one is sent or required) → ``judge`` (the pure policy engine:
+the tenant's policy, or the token's) → ``limit`` (the policy's rate limits, one atomic
+storage step) → ``enforce`` (a refusal becomes its wire error) → ``reserve`` (the token's
+use) → ``forward`` (the judged metadata, re-serialized, to the normal-form path, with the
+gateway's own upstream credentials) → ``record`` (one audit event, written by
+:class:`~gateway.http.exchange.Exchange` whatever happened).  Order matters and is fixed:
+nothing reaches the upstream before the policy and the limits have allowed it, and what a
+request reserved (a registrations unit, a token use) is given back unless the upstream
+created the client or may have.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from gateway.http.routes import Target
 from gateway.oauth.body import serialize
 from gateway.policy.decision import Decision, RequestContext
 from gateway.policy.judge import judge
+from gateway.ratelimit.keys import RateFacts
 from gateway.registration.forward import forward_json
 from gateway.registration.request import check_method, read_metadata
 from gateway.state import Gateway
+from gateway.tokens.check import Presented, admit, identify, release_use, reserve_use
 
 ALLOWED_METHODS = ("POST",)
 #: CORS preflights (``OPTIONS``) are answered elsewhere, so they are allowed too.
@@ -37,22 +44,78 @@ async def handle_registration(
 async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
     request, gateway, record = exchange.request, exchange.gateway, exchange.record
     policy = gateway.policies.for_tenant(target.tenant)  # one policy for the whole request
+    scope = gateway.policies.scope(target.tenant)
     record.note_policy(policy)
     check_method(
         request, ALLOWED_METHODS, "the registration endpoint (RFC 7591 §3.1)", ALLOW_HEADER
     )
     metadata = await read_metadata(request, gateway.settings.limits)
     record.note_request(metadata)
-    decision = judge(policy, metadata, RequestContext(client_ip=record.client_ip))
-    record.note_decision(decision)
-    enforce(decision)
-    payload = serialize(decision.metadata)
-    answer = await forward_json(
-        request, gateway, exchange.caller, record, "POST", payload, target.upstream_path or "/"
+    token = await identify(
+        request.headers.getall("Authorization", []),
+        policy,
+        scope=scope,
+        tenant=target.tenant,
+        storage=gateway.storage,
     )
-    if answer.response.status == 201 and record.client_id and answer.document is not None:
-        await gateway.clients.put(target.tenant, record.client_id, answer.document)
+    judging = policy
+    if token is not None:
+        record.initial_access_token_name = token.name
+        await admit(token, gateway.storage)
+        if token.policy is not None:
+            judging = token.policy
+            record.note_policy(judging)
+    decision = judge(judging, metadata, RequestContext(client_ip=record.client_ip))
+    record.note_decision(decision)
+    facts = RateFacts(
+        client_ip=record.client_ip,
+        software_id=record.software_id,
+        vendor=decision.vendor,
+        client_name=record.client_name,
+        token_name=token.name if token is not None else None,
+        tenant=target.tenant,
+    )
+    reservation, storage_note = await gateway.limiter.acquire(
+        policy, facts, scope=scope, registering=decision.allowed
+    )
+    record.storage_error = storage_note
+    use: Presented | None = None
+    forwarding = created = False
+    try:
+        enforce(decision)
+        if token is not None:
+            await reserve_use(token, gateway.storage)
+            use = token
+        payload = serialize(decision.metadata)
+        forwarding = True
+        answer = await forward_json(
+            request,
+            gateway,
+            exchange.caller,
+            record,
+            "POST",
+            payload,
+            target.upstream_path or "/",
+            authorization=upstream_authorization(gateway),
+        )
+        created = 200 <= answer.response.status < 300 and record.client_id is not None
+    finally:
+        # Given back when the upstream surely did not create the client: it answered
+        # otherwise, or the request never left.  Unknown outcomes keep what they took.
+        if not created and (not forwarding or record.upstream_status is not None):
+            await reservation.release()
+            if use is not None:
+                await release_use(use, gateway.storage)
+    if created and answer.document is not None:
+        await gateway.clients.put(target.tenant, record.client_id or "", answer.document)
     return answer.response
+
+
+def upstream_authorization(gateway: Gateway) -> str | None:
+    """What registrations present upstream: the gateway's own initial access token, when
+    configured; never the caller's (it was the gateway's to check, RFC 7591 §3)."""
+    token = gateway.settings.upstream.initial_access_token
+    return None if token is None else f"Bearer {token.value}"
 
 
 def enforce(decision: Decision) -> None:

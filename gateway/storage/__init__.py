@@ -1,22 +1,33 @@
 """Where shared state lives: ``memory://`` for one process, Redis for several replicas.
 
-A small key-value interface (bytes values, optional expiry) that client records, rate
-limits and token use counts build on.  Redis is reached through redis-py's asyncio client
-with one connection pool per gateway.  Errors of the store are :class:`StorageError`, so
-callers decide once whether to fail closed or open.
+A small interface that client records, rate limits and initial access tokens build on:
+values with optional expiry, maps (name -> value), capped counters, and sliding-window
+counters (:mod:`gateway.storage.windows`).  Every operation that must hold across replicas
+is one atomic step of the store (a Lua script on Redis), so two replicas can never both
+take the last unit of a limit.  Errors of the store are :class:`StorageError`, so callers
+decide once whether to fail closed or open.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from gateway.storage.errors import StorageError
+from gateway.storage.memory import MemoryStorage
+from gateway.storage.redis import RedisStorage, redis_client
+from gateway.storage.windows import WindowCheck, WindowResult
 
-
-class StorageError(RuntimeError):
-    """The store could not be reached or answered an error."""
+__all__ = [
+    "MemoryStorage",
+    "RedisStorage",
+    "Storage",
+    "StorageError",
+    "WindowCheck",
+    "WindowResult",
+    "open_storage",
+    "redis_client",
+]
 
 
 class Storage(Protocol):
@@ -31,74 +42,30 @@ class Storage(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def map_put_new(self, key: str, field: str, value: bytes) -> bool:
+        """Set ``field`` of map ``key`` unless it is set; whether it was set now."""
+
+    async def map_get_all(self, key: str) -> dict[str, bytes]: ...
+
+    async def map_delete(self, key: str, field: str) -> bool:
+        """Remove ``field``; whether it was there."""
+
+    async def counter_get(self, key: str) -> int: ...
+
+    async def counter_reserve(self, key: str, cap: int | None) -> int | None:
+        """Add one unless the counter is already at ``cap``: the new value, or ``None``."""
+
+    async def counter_release(self, key: str) -> None:
+        """Give one back (never below zero)."""
+
+    async def windows_acquire(self, checks: Sequence[WindowCheck], now: float) -> WindowResult:
+        """All of ``checks`` admit one more request: count it in those that count, at once;
+        any does not: count nothing.  One atomic step."""
+
+    async def windows_release(self, keys: Sequence[str]) -> None:
+        """Give back what :meth:`windows_acquire` counted (``WindowResult.counted``)."""
+
     async def close(self) -> None: ...
-
-
-class MemoryStorage:
-    """State inside this process: always reachable, lost on restart."""
-
-    def __init__(self, uri: str = "memory://") -> None:
-        self.uri = uri
-        self._values: dict[str, tuple[bytes, float | None]] = {}
-
-    async def ping(self) -> None:
-        return None
-
-    async def get(self, key: str) -> bytes | None:
-        entry = self._values.get(key)
-        if entry is None:
-            return None
-        value, expires = entry
-        if expires is not None and expires <= time.monotonic():
-            del self._values[key]
-            return None
-        return value
-
-    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self._values[key] = (value, None if ttl is None else time.monotonic() + ttl)
-
-    async def delete(self, key: str) -> None:
-        self._values.pop(key, None)
-
-    async def close(self) -> None:
-        return None
-
-
-class RedisStorage:
-    """A Redis server shared by every replica (keys are prefixed ``dcr-gateway:``)."""
-
-    PREFIX = "dcr-gateway:"
-
-    def __init__(self, uri: str, timeout: float = 2.0) -> None:
-        self.uri = uri
-        self.client = aioredis.from_url(uri, socket_timeout=timeout, socket_connect_timeout=timeout)
-
-    async def ping(self) -> None:
-        await self.client.ping()
-
-    async def get(self, key: str) -> bytes | None:
-        try:
-            value = await self.client.get(self.PREFIX + key)
-        except (RedisError, OSError) as exc:
-            raise StorageError(str(exc)) from exc
-        return value if value is None else bytes(value)
-
-    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        try:
-            await self.client.set(
-                self.PREFIX + key, value, px=None if ttl is None else max(1, int(ttl * 1000))
-            )
-        except (RedisError, OSError) as exc:
-            raise StorageError(str(exc)) from exc
-
-    async def delete(self, key: str) -> None:
-        try:
-            await self.client.delete(self.PREFIX + key)
-        except (RedisError, OSError) as exc:
-            raise StorageError(str(exc)) from exc
-
-    async def close(self) -> None:
-        await self.client.aclose()
 
 
 def open_storage(uri: str) -> Storage:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 
@@ -123,14 +124,17 @@ async def test_registration_succeeds_and_is_audited(upstream, gateway_factory):
 
 
 async def test_no_secret_reaches_the_audit_log(upstream, gateway_factory):
-    gateway = await gateway_factory(upstream.url, policy=OPEN)
+    token = "initial-access-token-SECRET"
+    tokens = {"tokens": [{"name": "itest", "sha256": hashlib.sha256(token.encode()).hexdigest()}]}
+    gateway = await gateway_factory(upstream.url, policy={**OPEN, "initial_access_tokens": tokens})
     confidential = {**WEB_CLIENT, "token_endpoint_auth_method": "client_secret_basic"}
     status, _, raw = await post(
         gateway.url + "/reg",
         json_body=confidential,
-        headers={"Authorization": "Bearer initial-access-token-SECRET"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert status == 201, raw
+    assert only_event(gateway)["initial_access_token_name"] == "itest"
     answer = json.loads(raw)
     assert answer["client_secret"]
     text = gateway.audit_text()
@@ -138,7 +142,8 @@ async def test_no_secret_reaches_the_audit_log(upstream, gateway_factory):
     for secret in (
         answer["client_secret"],
         answer["registration_access_token"],
-        "initial-access-token-SECRET",
+        token,
+        hashlib.sha256(token.encode()).hexdigest(),
     ):
         assert secret not in text
     assert "authorization" not in text.lower()

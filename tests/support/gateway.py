@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from gateway.config.settings import (
     DEFAULT_DISCOVERY_CACHE,
     DEFAULT_GUARDED_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS,
+    Admin,
     Audit,
     Cors,
     Keycloak,
     Limits,
     Listen,
+    Secret,
     Settings,
     Upstream,
 )
@@ -59,6 +62,8 @@ def make_settings(
     discovery_cache: float = DEFAULT_DISCOVERY_CACHE,
     cors_origins: tuple[str, ...] = (),
     cors_max_age: float = DEFAULT_CORS_MAX_AGE,
+    admin_token: str | None = None,
+    upstream_initial_access_token: str | None = None,
 ) -> Settings:
     return Settings(
         listen=Listen("127.0.0.1", port),
@@ -74,6 +79,11 @@ def make_settings(
             profile=profile,
             path_prefix=path_prefix,
             discovery_cache=discovery_cache,
+            initial_access_token=(
+                None
+                if upstream_initial_access_token is None
+                else Secret(upstream_initial_access_token)
+            ),
         ),
         policy_file=DEFAULT_POLICY,
         storage=storage,
@@ -87,6 +97,11 @@ def make_settings(
         tenants=tenants,
         keycloak=Keycloak(allow_providers=allow_providers),
         cors=Cors(allow_origins=cors_origins, max_age=cors_max_age),
+        admin=(
+            Admin()
+            if admin_token is None
+            else Admin("DCR_GATEWAY_ADMIN_TOKEN", hashlib.sha256(admin_token.encode()).digest())
+        ),
     )
 
 

@@ -107,12 +107,17 @@ class UpstreamServer:
         timeout: float = START_TIMEOUT,
         extra_env: dict[str, str] | None = None,
         trust_proxy: bool = True,
+        registration_initial_access_token: str | None = None,
     ) -> Self:
         """Start the server and wait until it serves; returns self.
 
         ``port=None`` lets the server pick a free port itself (no race with other tests).
         ``trust_proxy=False`` makes it ignore ``X-Forwarded-*`` (``TRUST_PROXY=0``): it then
         builds every URL it publishes from the ``Host`` it was sent.
+        ``registration_initial_access_token`` makes registration require
+        ``Authorization: Bearer <it>`` (node-oidc-provider's
+        ``features.registration.initialAccessToken``), like an authorization server that
+        only allows authenticated registration.
         """
         if self._process is not None:
             raise UpstreamError("upstream server already started")
@@ -131,6 +136,9 @@ class UpstreamServer:
         env.pop("TRUST_PROXY", None)
         if not trust_proxy:
             env["TRUST_PROXY"] = "0"
+        env.pop("REGISTRATION_INITIAL_ACCESS_TOKEN", None)
+        if registration_initial_access_token is not None:
+            env["REGISTRATION_INITIAL_ACCESS_TOKEN"] = registration_initial_access_token
         if extra_env:
             env.update(extra_env)
 

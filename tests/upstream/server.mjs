@@ -13,6 +13,9 @@
 //   DCR_TEST_ENDPOINTS=1 / --test-endpoints   serve /__test/... before the provider
 //   ACCESS_TOKEN_FORMAT=jwt|opaque  format of access tokens for a resource indicator (default jwt)
 //   TRUST_PROXY=0                   ignore X-Forwarded-* (default: trusted, provider.proxy = true)
+//   REGISTRATION_INITIAL_ACCESS_TOKEN=T   registration requires `Authorization: Bearer T`
+//                                   (node-oidc-provider's features.registration.initialAccessToken
+//                                   as a string); default: open registration
 //
 // Prints exactly one line `READY <url>` (the address it listens on) to stdout once it serves.
 // node-oidc-provider prints "Unsupported runtime" and quick-start warnings to stderr on Node 20;
@@ -72,6 +75,7 @@ const ISSUER_SETTING = args.issuer ?? process.env.ISSUER;
 const TEST_ENDPOINTS = (args['test-endpoints'] ?? process.env.DCR_TEST_ENDPOINTS) === '1';
 const ACCESS_TOKEN_FORMAT = process.env.ACCESS_TOKEN_FORMAT ?? 'jwt';
 const TRUST_PROXY = process.env.TRUST_PROXY !== '0';
+const REGISTRATION_IAT = process.env.REGISTRATION_INITIAL_ACCESS_TOKEN || undefined;
 
 const SCOPES = ['openid', 'offline_access', 'profile', 'email', 'mcp:execute'];
 
@@ -211,7 +215,9 @@ function providerConfiguration() {
     },
     features: {
       devInteractions: { enabled: true },
-      registration: { enabled: true },
+      registration: REGISTRATION_IAT === undefined
+        ? { enabled: true }
+        : { enabled: true, initialAccessToken: REGISTRATION_IAT },
       registrationManagement: { enabled: true, rotateRegistrationAccessToken: true },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },

@@ -19,7 +19,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_every_command_is_registered():
-    assert [c.name for c in COMMANDS] == ["run", "check", "explain", "test-policy"]
+    assert [c.name for c in COMMANDS] == ["run", "check", "explain", "test-policy", "hash-token"]
     help_text = build_parser().format_help()
     for command in COMMANDS:
         assert command.name in help_text
@@ -202,3 +202,45 @@ def test_explain_refuses_a_tenant_in_the_wrong_case(tmp_path, capsys):
     request = write(tmp_path / "request.json", "{}")
     assert main(["explain", "-c", str(config), str(request), "--tenant", "Customers"]) == 2
     assert "realm names are case-sensitive" in capsys.readouterr().err
+
+
+def test_check_lists_the_rate_limits_and_tokens(tmp_path, capsys):
+    policy = write(
+        tmp_path / "policy.yaml",
+        "version: 1\nrate_limits:\n"
+        "  - {name: per-ip, key: client_ip, limit: 20/hour;100/day}\n"
+        "on_storage_error: fail_open\n"
+        "initial_access_tokens:\n  required: true\n"
+        f"  tokens: [{{name: a, sha256: '{'0' * 64}'}}]\n",
+    )
+    config = write(
+        tmp_path / "config.yaml",
+        f"upstream: {{url: 'http://127.0.0.1:1'}}\npolicy_file: {policy}\n",
+    )
+    assert main(["check", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "  rate limit per-ip: 20/hour;100/day per client_ip, counting attempts\n" in out
+    assert "  on storage error: fail_open\n" in out
+    assert "  initial access tokens: 1 listed, required\n" in out
+
+
+def test_explain_names_the_rate_limit_buckets(tmp_path, capsys):
+    request = write(
+        tmp_path / "request.json",
+        json.dumps(
+            {"redirect_uris": ["https://claude.ai/api/mcp/auth_callback"], "client_name": "Claude"}
+        ),
+    )
+    argv = ["explain", "-c", str(EXAMPLE), str(request), "--client-ip", "2001:db8::7", "--json"]
+    assert main(argv) == 0
+    limits = {limit["name"]: limit for limit in json.loads(capsys.readouterr().out)["rate_limits"]}
+    assert limits["per-ip"]["bucket"] == "2001:db8::/64"  # an IPv6 caller counts by its /64
+    assert limits["per-vendor"]["bucket"] == "managed:claude"
+    # A refused request is counted by attempts rules only.
+    refused = write(
+        tmp_path / "refused.json", json.dumps({"redirect_uris": ["https://x.example/cb"]})
+    )
+    assert main(["explain", "-c", str(EXAMPLE), str(refused)]) == 1
+    out = capsys.readouterr().out
+    assert "limit:    per-ip (30/minute;600/hour per client_ip, counting attempts)" in out
+    assert "per-vendor" not in out

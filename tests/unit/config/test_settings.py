@@ -23,6 +23,11 @@ BASE = Path("/etc/dcr-gateway")
 EXAMPLE = ROOT / "config.example.yaml"
 MINIMAL = "upstream:\n  url: http://127.0.0.1:3000\npolicy_file: policy.yaml\n"
 
+STORAGE_MESSAGE = (
+    "must be memory://, or a redis://, rediss://, unix://, redis+sentinel:// or "
+    "redis+cluster:// URL"
+)
+
 
 def load(text: str, env: dict[str, str] | None = None) -> tuple[Settings, list[Problem]]:
     problems: list[Problem] = []
@@ -144,7 +149,7 @@ trusted_proxies:
     assert messages[0] == "must be at most 65535"
     assert messages[1].startswith("must be an absolute http:// or https:// URL")
     assert messages[2] == "must be a duration such as 2s, 500ms, 5m, not 'soon'"
-    assert messages[3] == "must be memory:// or a redis://, rediss:// or unix:// URL"
+    assert messages[3] == STORAGE_MESSAGE
     assert messages[4].startswith("is not an IP address or CIDR")
     # Every invalid value falls back to its default, and the valid ones are kept.
     assert settings.listen.port == 8080
@@ -173,7 +178,7 @@ def test_unknown_keys_are_problems(text: str, path: str, line: int) -> None:
 def test_unknown_top_key_lists_every_known_key() -> None:
     _, problems = load(MINIMAL + "polcy: x\n")
     assert problems[0].message == (
-        "unknown key (known keys: audit, cors, keycloak, limits, listen, log_level, "
+        "unknown key (known keys: admin, audit, cors, keycloak, limits, listen, log_level, "
         "policy_file, public_url, storage, tenants, trusted_proxies, upstream)"
     )
 
@@ -275,10 +280,10 @@ def test_storage_accepted(storage: str) -> None:
 @pytest.mark.parametrize(
     ("storage", "message"),
     [
-        ("memory", "must be memory:// or a redis://, rediss:// or unix:// URL"),
-        ("redis:/cache", "must be memory:// or a redis://, rediss:// or unix:// URL"),
-        ("http://cache", "must be memory:// or a redis://, rediss:// or unix:// URL"),
-        ("memcached://cache", "must be memory:// or a redis://, rediss:// or unix:// URL"),
+        ("memory", STORAGE_MESSAGE),
+        ("redis:/cache", STORAGE_MESSAGE),
+        ("http://cache", STORAGE_MESSAGE),
+        ("memcached://cache", STORAGE_MESSAGE),
         ("''", "must not be empty"),
         ("6379", "must be a string, not a number"),
     ],

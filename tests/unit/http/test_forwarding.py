@@ -363,6 +363,49 @@ def test_client_ip(
     assert networks(*cidrs).client_ip(peer, incoming) == expected
 
 
+@pytest.mark.parametrize(
+    ("forwarded", "expected"),
+    [
+        (["for=203.0.113.9"], "203.0.113.9"),
+        (["for=6.6.6.6, for=203.0.113.9;proto=https"], "203.0.113.9"),
+        (["for=6.6.6.6", "for=203.0.113.9, for=10.0.0.3"], "203.0.113.9"),
+        (['for="[2001:db8::9]:4711";host=gw.example'], "2001:db8::9"),
+        (['for="203.0.113.9:4711"'], "203.0.113.9"),
+        (["proto=https;FOR=203.0.113.9"], "203.0.113.9"),
+        (['for=6.6.6.6, for="_hidden"'], PROXY),  # an obfuscated hop: vouch for nothing left
+        (["for=unknown"], PROXY),
+        (['host="a,b";for=203.0.113.9'], "203.0.113.9"),  # a comma inside a quoted-string
+    ],
+    ids=[
+        "one-hop",
+        "rightmost-untrusted",
+        "several-lines",
+        "ipv6-with-port",
+        "quoted-ipv4-with-port",
+        "parameter-case",
+        "obfuscated",
+        "unknown",
+        "quoted-comma",
+    ],
+)
+def test_client_ip_from_forwarded_when_there_is_no_x_forwarded_for(
+    forwarded: list[str], expected: str
+) -> None:
+    """RFC 7239: a trusted proxy that sends only ``Forwarded`` is read as well."""
+    incoming = headers(*(("Forwarded", value) for value in forwarded))
+    assert networks("10.0.0.0/8").client_ip(PROXY, incoming) == expected
+
+
+def test_x_forwarded_for_wins_over_forwarded() -> None:
+    incoming = headers(("X-Forwarded-For", "203.0.113.9"), ("Forwarded", "for=198.51.100.1"))
+    assert networks("10.0.0.0/8").client_ip(PROXY, incoming) == "203.0.113.9"
+
+
+def test_an_untrusted_peers_forwarded_is_ignored() -> None:
+    incoming = headers(("Forwarded", "for=198.51.100.1"))
+    assert networks("10.0.0.0/8").client_ip(PEER, incoming) == PEER
+
+
 def test_client_ip_does_not_look_past_an_unparsable_trusted_entry() -> None:
     incoming = headers(("X-Forwarded-For", "6.6.6.6, unix:"))
     assert networks("10.0.0.0/8").client_ip(PROXY, incoming) == PROXY

@@ -19,6 +19,11 @@ from gateway.policy.patterns import LoopbackMode
 from gateway.uri.parse import RedirectURI, parse_redirect_uri
 from tests.support.paths import ROOT
 
+TOP_KEYS = (
+    "known keys: client, initial_access_tokens, mode, on_storage_error, rate_limits, "
+    "redirect_uris, version"
+)
+
 REPO = ROOT
 MANAGED = REPO / "gateway" / "data" / "mcp-clients.yaml"
 
@@ -218,7 +223,7 @@ ERRORS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
     (
         "unknown top-level key",
         {"version": 1, "rules": []},
-        [("rules", "unknown key (known keys: client, mode, redirect_uris, version)")],
+        [("rules", f"unknown key ({TOP_KEYS})")],
     ),
     (
         "unknown redirect_uris key",
@@ -467,7 +472,7 @@ def test_policy_from_mapping_raises_with_every_problem() -> None:
     with pytest.raises(ConfigError) as caught:
         policy_from_mapping({"version": 1, "mode": "x", "bogus": 1}, "inline-name")
     assert [str(p) for p in caught.value.problems] == [
-        "inline-name: bogus: unknown key (known keys: client, mode, redirect_uris, version)",
+        f"inline-name: bogus: unknown key ({TOP_KEYS})",
         "inline-name: mode: must be one of open, allowlist, disabled; got 'x'",
     ]
 

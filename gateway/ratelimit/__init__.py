@@ -1,0 +1,1 @@
+"""Rate limits on registration: the policy's ``rate_limits`` applied around the decision."""
