@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from gateway import rules
 from gateway.audit.events import REGISTRATION_EVENT
+from gateway.audit.logging import log
 from gateway.audit.sink import AuditLog
 from gateway.config.settings import Settings
 from gateway.http.cors import CorsPolicy
@@ -33,12 +34,18 @@ from gateway.profiles.keycloak import KeycloakProfile
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.registration.manage import handle_management
 from gateway.registration.register import handle_registration
+from gateway.registry.admin import add_routes as add_client_admin_routes
+from gateway.registry.gate import ClientGate
+from gateway.registry.jobs import lifecycle_job
 from gateway.registry.records import ClientRecords
+from gateway.registry.sealing import Sealer, new_key
+from gateway.registry.store import Registry
+from gateway.registry.use import guard_use
 from gateway.state import GATEWAY, Gateway
 from gateway.storage import open_storage
 from gateway.tokens.admin import add_routes as add_admin_routes
 from gateway.upstream.client import UpstreamClient
-from gateway.upstream.discovery import MetadataCache, discover_registration_paths
+from gateway.upstream.discovery import DiscoveryError, MetadataCache, discover
 from gateway.upstream.passthrough import pass_through
 from gateway.uri.hosts import warm_up
 
@@ -70,6 +77,8 @@ _CORS_METHODS = {
     Kind.MANAGE: ("GET", "PUT", "DELETE"),
     Kind.DISCOVERY: ("GET", "HEAD"),
     Kind.REFUSE: (),
+    Kind.AUTHORIZE: (),
+    Kind.TOKEN: (),
 }
 
 
@@ -81,6 +90,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     kind = target.kind
     if kind is Kind.PASSTHROUGH:
         return await pass_through(request, gateway)
+    if kind is Kind.AUTHORIZE or kind is Kind.TOKEN:
+        return await guard_use(request, gateway, target)
     if request.method == "OPTIONS":  # a CORS preflight: answered here, never forwarded
         rid = gateway.identify(request).request_id
         return gateway.cors.preflight(request, _CORS_METHODS[kind], rid)
@@ -145,17 +156,63 @@ async def _tables(app: web.Application) -> AsyncIterator[None]:
 
 async def _registration_endpoint(app: web.Application) -> AsyncIterator[None]:
     """Learn the registration endpoint before serving: without it every registration
-    would pass through unguarded (RFC 8414 §3)."""
+    would pass through unguarded (RFC 8414 §3).  The endpoints where clients are used
+    (authorization, token) are learned too, so pending clients can be stopped there; with
+    the registration paths configured, that is best effort."""
     gateway = app[GATEWAY]
-    if not gateway.router:
-        paths = await discover_registration_paths(
-            gateway.upstream, gateway.settings.upstream.discovery_timeout
-        )
-        gateway.router = build_router(gateway.settings, paths)
+    settings = gateway.settings
+    if settings.upstream.profile != "keycloak":
+        timeout = settings.upstream.discovery_timeout
+        if not gateway.router:
+            found = await discover(gateway.upstream, timeout)
+            gateway.router = build_router(settings, found.registration_paths, found.use_paths)
+        else:
+            try:
+                found = await discover(gateway.upstream, timeout, need_registration=False)
+            except DiscoveryError as exc:
+                log().warning("client_endpoints_unknown", reason=str(exc)[:300])
+            else:
+                paths = settings.upstream.registration_paths or ()
+                gateway.router = build_router(settings, paths, found.use_paths)
     yield
 
 
-def build_router(settings: Settings, registration_paths: tuple[str, ...] = ()) -> Router:
+#: Where the admin listener (``admin.listen``) is bound, once started.
+ADMIN_ADDRESS = web.AppKey("admin_address", dict[str, str])
+
+
+async def admin_listener(app: web.Application) -> AsyncIterator[None]:
+    """``admin.listen``: the admin API (and health) on a listener of its own, so it need not
+    be reachable where the OAuth endpoints are; the public listener answers 404 there."""
+    listen = app[GATEWAY].settings.admin.listen
+    assert listen is not None
+    admin = web.Application(middlewares=[json_errors])
+    admin[GATEWAY] = app[GATEWAY]
+    admin[READY_CACHE] = {}
+    admin.router.add_get("/-/healthz", healthz)
+    admin.router.add_get("/-/readyz", readyz)
+    add_admin_routes(admin)
+    add_client_admin_routes(admin)
+    admin.router.add_route("*", "/{tail:.*}", not_found)
+    runner = web.AppRunner(admin, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, listen.host, listen.port)
+    await site.start()
+    sockets = site._server.sockets if site._server is not None else []
+    port = sockets[0].getsockname()[1] if sockets else listen.port
+    app[ADMIN_ADDRESS]["url"] = f"http://{listen.host}:{port}"
+    log().info("admin_listening", host=listen.host, port=port)
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def build_router(
+    settings: Settings,
+    registration_paths: tuple[str, ...] = (),
+    use_paths: dict[str, Kind] | None = None,
+) -> Router:
     """The upstream's profile (:mod:`gateway.profiles`) behind a router."""
     if settings.upstream.profile == "keycloak":
         return Router(
@@ -169,8 +226,24 @@ def build_router(settings: Settings, registration_paths: tuple[str, ...] = ()) -
         GenericProfile(
             registration_paths or settings.upstream.registration_paths or (),
             allow_providers=settings.keycloak.allow_providers,
+            use_paths=use_paths,
         )
     )
+
+
+def sealing_keys(settings: Settings) -> tuple[bytes, ...]:
+    """The configured keys; with none and ``memory://`` storage, a key of this process's
+    own (the sealed tokens die with the process anyway, so nothing is lost by it)."""
+    if settings.registry.keys:
+        return settings.registry.keys
+    if settings.storage.lower().startswith("memory://"):
+        return (new_key().encode("ascii"),)
+    log().warning(
+        "registry_tokens_not_kept",
+        reason="registry.key_env is not set: registration access tokens are not stored, so "
+        "cleanup, expiry, eviction and admin deletes cannot delete clients upstream",
+    )
+    return ()
 
 
 def create_app(
@@ -181,6 +254,7 @@ def create_app(
     # Requests aiohttp's parser refuses never reach a handler or a middleware.
     serve_with_gateway_protocol(app)
     storage = open_storage(settings.storage)
+    registry = Registry(storage)
     app[GATEWAY] = Gateway(
         settings=settings,
         policies=policies if isinstance(policies, Policies) else Policies(policies),
@@ -193,13 +267,23 @@ def create_app(
         metadata_cache=MetadataCache(settings.upstream.discovery_cache),
         cors=CorsPolicy(settings.cors),
         limiter=RateLimiter(storage),
+        registry=registry,
+        gate=ClientGate(registry),
+        sealer=Sealer(sealing_keys(settings)),
     )
     app[READY_CACHE] = {}
+    app[ADMIN_ADDRESS] = {}
     # Order matters: the audit sink outlives everything that may write to it.
-    app.cleanup_ctx.extend([_audit, _storage, _upstream, _tables, _registration_endpoint])
+    app.cleanup_ctx.extend(
+        [_audit, _storage, _upstream, _tables, _registration_endpoint, lifecycle_job]
+    )
     app.router.add_get("/-/healthz", healthz)
     app.router.add_get("/-/readyz", readyz)
-    add_admin_routes(app)
+    if settings.admin.listen is None:
+        add_admin_routes(app)
+        add_client_admin_routes(app)
+    else:
+        app.cleanup_ctx.append(admin_listener)
     app.router.add_route("*", "/-/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

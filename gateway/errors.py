@@ -106,6 +106,15 @@ class InvalidToken(OAuthError):
         )
 
 
+class InvalidClient(OAuthError):
+    """The token endpoint refuses the client (RFC 6749 §5.2 ``invalid_client``, 401): it
+    awaits approval, was rejected, or was deleted.  Clients such as Claude take exactly
+    this answer as the signal to register again."""
+
+    status = 401
+    error = "invalid_client"
+
+
 class RateLimited(OAuthError):
     """Too many requests (RFC 6585 §4); ``Retry-After`` in whole seconds."""
 

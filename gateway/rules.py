@@ -23,6 +23,7 @@ from gateway.errors import (
     BadGateway,
     Conflict,
     GatewayTimeout,
+    InvalidClient,
     InvalidClientMetadata,
     InvalidRedirectURI,
     InvalidRequest,
@@ -498,6 +499,66 @@ ADMIN_METHOD = _rule(
 )
 ALLOW_ADMIN = _rule(
     "allow.admin", None, Stage.GATEWAY, "an admin request, authenticated and carried out"
+)
+ADMIN_NO_CLIENT = _rule(
+    "admin.no_such_client",
+    NotFound,
+    Stage.GATEWAY,
+    "an admin request names a client the registry does not know",
+)
+ADMIN_COUNT_CHANGED = _rule(
+    "admin.count_changed",
+    Conflict,
+    Stage.GATEWAY,
+    "a bulk delete's `expected_count` is not the number of clients its filter matches now "
+    "(run it with `dry_run` first)",
+)
+ADMIN_STATUS = _rule(
+    "admin.wrong_status",
+    Conflict,
+    Stage.GATEWAY,
+    "an approval or rejection of a client whose status does not allow it (deleted, or "
+    "changed by someone else meanwhile)",
+)
+ADMIN_DELETE_FAILED = _rule(
+    "admin.upstream_delete_failed",
+    BadGateway,
+    Stage.GATEWAY,
+    "an administrator's delete of a client failed upstream (or no usable registration "
+    "access token is kept); the client is kept, flagged `deleting`, and retried",
+)
+CLIENT_PENDING = _rule(
+    "approval.pending",
+    InvalidClient,
+    Stage.GATEWAY,
+    "the client awaits an administrator's approval (`approval.required`): its authorization "
+    "requests get a page saying so, its token requests 401 `invalid_client`",
+)
+CLIENT_REJECTED = _rule(
+    "client.rejected",
+    InvalidClient,
+    Stage.GATEWAY,
+    "an administrator rejected the client; it is deleted upstream and refused here",
+)
+CLIENT_DELETED = _rule(
+    "client.deleted",
+    InvalidClient,
+    Stage.GATEWAY,
+    "the gateway deleted the client (cleanup, expiry, eviction or an administrator); "
+    "a client registers again",
+)
+QUOTA_VENDOR = _rule(
+    "quota.max_clients_per_vendor",
+    AccessDenied,
+    Stage.GATEWAY,
+    "the vendor has `quotas.max_clients_per_vendor` live clients in this tenant, and none "
+    "could be evicted (`on_full: reject`, or none idle long enough)",
+)
+QUOTA_TOTAL = _rule(
+    "quota.max_clients",
+    AccessDenied,
+    Stage.GATEWAY,
+    "the tenant has `quotas.max_clients` live clients, and none could be evicted",
 )
 
 # --------------------------------------------------------------------------- upstream

@@ -14,7 +14,10 @@ from gateway.http.forwarding import Caller, TrustedProxies, upstream_request_hea
 from gateway.http.routes import Router
 from gateway.policy.policies import Policies
 from gateway.ratelimit.limiter import RateLimiter
+from gateway.registry.gate import ClientGate
 from gateway.registry.records import ClientRecords
+from gateway.registry.sealing import Sealer
+from gateway.registry.store import Registry
 from gateway.storage import Storage
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.discovery import MetadataCache
@@ -40,6 +43,9 @@ class Gateway:
     metadata_cache: MetadataCache
     cors: CorsPolicy
     limiter: RateLimiter
+    registry: Registry
+    gate: ClientGate
+    sealer: Sealer
 
     def identify(self, request: web.Request) -> Caller:
         """Who sent ``request`` (request ids and client IP; see :class:`Caller`)."""

@@ -30,7 +30,47 @@ def _controls(policy: Policy) -> list[str]:
     if tokens.tokens or tokens.required:
         required = "required" if tokens.required else "not required"
         lines.append(f"  initial access tokens: {len(tokens.tokens)} listed, {required}")
+    lines += _lifecycle(policy)
     return lines
+
+
+def _lifecycle(policy: Policy) -> list[str]:
+    """Approval, cleanup and quotas, when the policy sets them."""
+    lines = []
+    approval = policy.approval
+    if approval.required:
+        auto = ", ".join(a.value for a in approval.auto_approve) or "nothing"
+        lines.append(
+            f"  approval: required (auto-approve {auto}); pending clients deleted after "
+            f"{_duration(approval.pending_ttl)}"
+        )
+    cleanup = policy.cleanup
+    if cleanup.idle_after is not None or cleanup.never_used_after is not None:
+        parts = []
+        if cleanup.idle_after is not None:
+            parts.append(f"idle for {_duration(cleanup.idle_after)}")
+        if cleanup.never_used_after is not None:
+            parts.append(f"never used after {_duration(cleanup.never_used_after)}")
+        lines.append("  cleanup: delete clients " + " or ".join(parts))
+    quotas = policy.quotas
+    if quotas.enabled:
+        caps = []
+        if quotas.max_clients_per_vendor is not None:
+            caps.append(f"{quotas.max_clients_per_vendor} per vendor")
+        if quotas.max_clients is not None:
+            caps.append(f"{quotas.max_clients} in all")
+        how = quotas.on_full.value
+        if quotas.on_full.value == "evict_idle":
+            how += f" (clients idle for {_duration(quotas.evict_idle_after)} or more)"
+        lines.append(f"  quotas: {', '.join(caps)} live clients; when full: {how}")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def check(args: argparse.Namespace) -> int:

@@ -27,6 +27,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def explain(args: argparse.Namespace) -> int:
     from gateway.policy.cases import decision_fields, describe
     from gateway.policy.judge import judge_body
+    from gateway.registry.entry import Status
+    from gateway.registry.record import first_status
 
     loaded = load(args.config)
     if loaded is None:
@@ -50,10 +52,14 @@ def explain(args: argparse.Namespace) -> int:
     policy = loaded.policies.for_tenant(args.tenant)
     decision = judge_body(policy, body)
     limits = counted_by(policy, decision, args.tenant, args.client_ip)
+    # Without a token (an explained request carries none).
+    starts = first_status(policy, managed=decision.vendor is not None, had_token=False)
     if args.json:
         fields = decision_fields(decision)
         fields["rate_limits"] = limits
         fields["initial_access_token_required"] = policy.initial_access_tokens.required
+        if decision.allowed:
+            fields["starts_as"] = starts.value
         print(json.dumps(fields, indent=2, ensure_ascii=False))
     else:
         print(describe(decision))
@@ -64,6 +70,8 @@ def explain(args: argparse.Namespace) -> int:
             )
         if policy.initial_access_tokens.required:
             print("token:    an initial access token is required (Authorization: Bearer)")
+        if decision.allowed and starts is Status.PENDING:
+            print("status:   pending: it waits for an administrator's approval (approval)")
     return EXIT_OK if decision.allowed else EXIT_FAIL
 
 

@@ -30,6 +30,7 @@ from gateway.config.reader import (
     as_str,
 )
 from gateway.config.yamlsource import Document, KeyPath, Problem
+from gateway.registry.sealing import parse_keys
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -147,6 +148,22 @@ class Admin:
     token_env: str | None = None
     #: SHA-256 of the admin token; the token itself is not kept.
     token_digest: bytes | None = field(default=None, repr=False)
+    #: A listener of its own for ``/-/admin/`` (then the public one answers 404 there).
+    listen: Listen | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    """The client registry's deployment settings (its rules are policy)."""
+
+    #: The environment variable holding the Fernet keys that seal registration access
+    #: tokens at rest (comma-separated, newest first); ``None``: tokens are not kept.
+    key_env: str | None = None
+    keys: tuple[bytes, ...] = field(default=(), repr=False)
+    #: How often the lifecycle job (expiry, cleanup, retries, re-sealing) runs.
+    job_interval: float = 60.0
+    #: The job says what it would do (audit ``decision: would_delete``) and does nothing.
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +182,7 @@ class Settings:
     keycloak: Keycloak = Keycloak()
     cors: Cors = Cors()
     admin: Admin = Admin()
+    registry: RegistrySettings = RegistrySettings()
 
 
 _TOP_KEYS = {
@@ -181,6 +199,7 @@ _TOP_KEYS = {
     "keycloak",
     "cors",
     "admin",
+    "registry",
 }
 _UPSTREAM_KEYS = {
     "url",
@@ -263,25 +282,55 @@ def _read_admin(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> Admin
     """``admin.token_env`` names the variable holding the admin token; only its digest is
     kept.  A named variable that is unset or short is a problem, not a silently closed API."""
     ap: KeyPath = ("admin",)
-    section = r.section(top.get("admin"), ap, {"token_env"})
+    section = r.section(top.get("admin"), ap, {"token_env", "listen"})
+    listen = None
+    if "listen" in section:
+        lp: KeyPath = (*ap, "listen")
+        listen_s = r.section(section["listen"], lp, {"host", "port"})
+        listen = Listen(
+            host=r.get(listen_s, lp, "host", as_nonempty_str, DEFAULT_HOST),
+            port=r.require(listen_s, lp, "port", as_int(0, 65535), 0),
+        )
     name = r.get(section, ap, "token_env", as_nonempty_str, None)
     if name is None:
-        return Admin()
+        return Admin(listen=listen)
     if not _ENV_NAME_RE.match(name):
         r.problem((*ap, "token_env"), f"{name!r} is not an environment variable name")
-        return Admin()
+        return Admin(listen=listen)
     token = env.get(name, "")
     if not token:
         r.problem((*ap, "token_env"), f"environment variable {name} is not set")
-        return Admin(name)
+        return Admin(name, listen=listen)
     if len(token) < MIN_ADMIN_TOKEN:
         r.problem(
             (*ap, "token_env"),
             f"the admin token in {name} is shorter than {MIN_ADMIN_TOKEN} characters "
             "(make one with: openssl rand -hex 32)",
         )
-        return Admin(name)
-    return Admin(name, hashlib.sha256(token.encode("utf-8")).digest())
+        return Admin(name, listen=listen)
+    return Admin(name, hashlib.sha256(token.encode("utf-8")).digest(), listen)
+
+
+def _read_registry(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> RegistrySettings:
+    """``registry.key_env`` names the variable with the sealing keys; a named variable that
+    is unset or holds no valid key is a problem (tokens would silently not be kept)."""
+    rp: KeyPath = ("registry",)
+    section = r.section(top.get("registry"), rp, {"key_env", "job_interval", "dry_run"})
+    interval = r.get(section, rp, "job_interval", as_duration, 60.0)
+    dry_run = r.get(section, rp, "dry_run", as_bool, False)
+    name = r.get(section, rp, "key_env", as_nonempty_str, None)
+    keys: tuple[bytes, ...] = ()
+    if name is not None:
+        if not _ENV_NAME_RE.match(name):
+            r.problem((*rp, "key_env"), f"{name!r} is not an environment variable name")
+        elif not env.get(name, "").strip():
+            r.problem((*rp, "key_env"), f"environment variable {name} is not set")
+        else:
+            try:
+                keys = parse_keys(env[name])
+            except ValueError as exc:
+                r.problem((*rp, "key_env"), f"{name}: {exc}")
+    return RegistrySettings(name, keys, interval, dry_run)
 
 
 def read_settings(
@@ -436,4 +485,5 @@ def read_settings(
         keycloak=Keycloak(allow_providers=tuple(p for p in providers if p in KEYCLOAK_PROVIDERS)),
         cors=cors,
         admin=_read_admin(r, top, os.environ if env is None else env),
+        registry=_read_registry(r, top, os.environ if env is None else env),
     )

@@ -23,6 +23,8 @@ class Kind(Enum):
     MANAGE = "manage"  # a client configuration endpoint (RFC 7592 §2)
     DISCOVERY = "discovery"  # authorization server metadata (RFC 8414, OIDC Discovery)
     REFUSE = "refuse"  # a path the upstream would route to client creation: never forwarded
+    AUTHORIZE = "authorize"  # the authorization endpoint (RFC 6749 §3.1)
+    TOKEN = "token"  # noqa: S105 (endpoints a client calls with its credentials: token, PAR)
     PASSTHROUGH = "passthrough"  # everything else: relayed untouched
 
 

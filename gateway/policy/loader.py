@@ -31,6 +31,7 @@ from gateway.policy.controls import (
     read_rate_limits,
     read_tokens,
 )
+from gateway.policy.lifecycle import read_approval, read_cleanup, read_quotas
 from gateway.policy.managed import as_host, build_index, load_managed, managed_source
 from gateway.policy.model import (
     ClientPolicy,
@@ -81,17 +82,16 @@ DEFAULT_SCOPES = ("openid", "offline_access")
 DEFAULT_MAX_REDIRECT_URIS = 20
 MAX_REDIRECT_URIS = 50
 
-_TOP = {
-    "version",
-    "mode",
-    "redirect_uris",
-    "client",
+#: Controls that belong to the policy that received a request, not to a token's policy.
+_NOT_IN_TOKEN_POLICIES = (
     "rate_limits",
     "on_storage_error",
     "initial_access_tokens",
-}
-#: Controls that belong to the policy that received a request, not to a token's policy.
-_NOT_IN_TOKEN_POLICIES = ("rate_limits", "on_storage_error", "initial_access_tokens")
+    "approval",
+    "cleanup",
+    "quotas",
+)
+_TOP = {"version", "mode", "redirect_uris", "client", *_NOT_IN_TOKEN_POLICIES}
 _REDIRECT = {"managed_list", "allow", "block", "loopback", "on_mismatch", "max_redirect_uris"}
 _CLIENT = {
     "token_endpoint_auth_methods",
@@ -190,6 +190,9 @@ class _PolicyReader:
             "rate_limits": read_rate_limits(r, top),
             "on_storage_error": read_on_storage_error(r, top),
             "initial_access_tokens": read_tokens(r, top, base_dir, nested),
+            "approval": read_approval(r, top),
+            "cleanup": read_cleanup(r, top),
+            "quotas": read_quotas(r, top),
         }
 
     def read(self, clients: tuple[ManagedClient, ...]) -> tuple[Any, ...]:

@@ -189,6 +189,50 @@ class TokenPolicy:
     tokens: tuple[TokenEntry, ...] = ()
 
 
+class AutoApprove(StrEnum):
+    MANAGED = "managed"  # the registration matched a managed entry
+    TOKEN = "token"  # noqa: S105 (the registration carried a valid initial access token)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalPolicy:
+    """``approval``: new dynamic clients start as pending until an administrator approves
+    them, unless an ``auto_approve`` condition holds."""
+
+    required: bool = False
+    auto_approve: tuple[AutoApprove, ...] = ()
+    #: Unapproved clients are deleted after this many seconds (Qlik's default: one hour).
+    pending_ttl: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupPolicy:
+    """``cleanup``: clients unused for so long are deleted upstream; ``None``: never."""
+
+    idle_after: float | None = None
+    never_used_after: float | None = None
+
+
+class OnQuotaFull(StrEnum):
+    REJECT = "reject"
+    EVICT_IDLE = "evict_idle"
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPolicy:
+    """``quotas``: live (pending or active) clients per vendor and per tenant."""
+
+    max_clients_per_vendor: int | None = None
+    max_clients: int | None = None
+    on_full: OnQuotaFull = OnQuotaFull.REJECT
+    #: ``evict_idle`` never evicts a client used (or registered) more recently than this.
+    evict_idle_after: float = 900.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_clients_per_vendor is not None or self.max_clients is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     version: int
@@ -203,3 +247,6 @@ class Policy:
     rate_limits: tuple[RateRule, ...] = ()
     on_storage_error: OnStorageError = OnStorageError.FAIL_CLOSED
     initial_access_tokens: TokenPolicy = TokenPolicy()
+    approval: ApprovalPolicy = ApprovalPolicy()
+    cleanup: CleanupPolicy = CleanupPolicy()
+    quotas: QuotaPolicy = QuotaPolicy()

@@ -13,7 +13,7 @@ without any OIDC metadata checks, so they are refused unless allowed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
 from gateway import rules
@@ -28,9 +28,14 @@ _KEYCLOAK_PROVIDERS = "/clients-registrations/"
 
 class GenericProfile:
     def __init__(
-        self, registration_paths: Iterable[str], allow_providers: Iterable[str] = ()
+        self,
+        registration_paths: Iterable[str],
+        allow_providers: Iterable[str] = (),
+        use_paths: Mapping[str, Kind] | None = None,
     ) -> None:
         self.registration_paths = tuple(registration_paths)
+        #: The endpoints where a client is used (authorization, token ...), canonical form.
+        self._use = {canonical_path(p): kind for p, kind in (use_paths or {}).items()}
         self._allow_providers = frozenset(p.casefold() for p in allow_providers)
         # canonical (folded) form -> the path as configured, which is what is forwarded
         self._register = {canonical_path(p): p for p in self.registration_paths}
@@ -50,6 +55,9 @@ class GenericProfile:
         configured = self._register.get(folded)
         if configured is not None:
             return Target(Kind.REGISTER, upstream_path=configured)
+        use = self._use.get(folded)
+        if use is not None:
+            return Target(use)
         if folded in DISCOVERY_PATHS:
             return Target(
                 Kind.DISCOVERY, upstream_path=folded, registration_path=self._registration_path

@@ -43,6 +43,13 @@ _DISCOVERY = frozenset({"openid-configuration", "oauth-authorization-server"})
 #: Keycloak also fills with the realm's ``registration_endpoint``.
 _REALM_DISCOVERY = _DISCOVERY | {"uma2-configuration"}
 _REGISTRATIONS = "clients-registrations"
+#: Where a realm's clients are used: authorization, token, pushed authorization, device.
+_USE = {
+    ("protocol", "openid-connect", "auth"): Kind.AUTHORIZE,
+    ("protocol", "openid-connect", "token"): Kind.TOKEN,
+    ("protocol", "openid-connect", "ext", "par", "request"): Kind.TOKEN,
+    ("protocol", "openid-connect", "auth", "device"): Kind.TOKEN,
+}
 
 
 class KeycloakProfile:
@@ -75,6 +82,9 @@ class KeycloakProfile:
             realm = rest[1]
             if len(rest) >= 3 and folded[2] == _REGISTRATIONS:
                 return self._registration(realm, rest[3:])
+            use = _USE.get(tuple(folded[2:]))
+            if use is not None:
+                return Target(use, tenant=realm)
             if len(rest) == 4 and folded[2] == ".well-known" and folded[3] in _REALM_DISCOVERY:
                 return self._discovery(
                     realm, f"/realms/{quote(realm, safe='')}/.well-known/{folded[3]}"

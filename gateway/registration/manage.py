@@ -26,6 +26,7 @@ from gateway.policy.judge import judge
 from gateway.registration.forward import forward_json
 from gateway.registration.register import enforce
 from gateway.registration.request import check_method, read_metadata
+from gateway.registry.record import note_management
 from gateway.registry.records import changes
 from gateway.state import Gateway
 
@@ -61,8 +62,10 @@ async def _manage(exchange: Exchange, target: Target) -> web.StreamResponse:
         status = answer.response.status
         if request.method == "GET" and status == 200 and answer.document is not None:
             await gateway.clients.put(target.tenant, client_id, answer.document)
+            await note_management(gateway, target.tenant, client_id, answer.document)
         elif request.method == "DELETE" and status in (200, 204):
             await gateway.clients.delete(target.tenant, client_id)
+            await note_management(gateway, target.tenant, client_id, None, deleted=True)
         return answer.response
     metadata = await read_metadata(request, gateway.settings.limits)
     record.note_request(metadata)
@@ -81,4 +84,5 @@ async def _manage(exchange: Exchange, target: Target) -> web.StreamResponse:
     record.client_id = client_id
     if answer.response.status == 200 and answer.document is not None:
         await gateway.clients.put(target.tenant, client_id, answer.document)
+        await note_management(gateway, target.tenant, client_id, answer.document)
     return answer.response

@@ -14,18 +14,27 @@ created the client or may have.
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 from aiohttp import web
 
-from gateway.audit.events import REGISTRATION_EVENT
+from gateway import rules
+from gateway.audit.events import REGISTRATION_EVENT, AuditRecord
 from gateway.http.exchange import Exchange
 from gateway.http.routes import Target
 from gateway.oauth.body import serialize
 from gateway.policy.decision import Decision, RequestContext
 from gateway.policy.judge import judge
-from gateway.ratelimit.keys import RateFacts
+from gateway.policy.model import OnStorageError, Policy
+from gateway.ratelimit.keys import RateFacts, vendor_bucket
 from gateway.registration.forward import forward_json
 from gateway.registration.request import check_method, read_metadata
+from gateway.registry.quotas import QuotaHold
+from gateway.registry.quotas import reserve as reserve_quota
+from gateway.registry.record import record_client
 from gateway.state import Gateway
+from gateway.storage import StorageError
 from gateway.tokens.check import Presented, admit, identify, release_use, reserve_use
 
 ALLOWED_METHODS = ("POST",)
@@ -80,12 +89,15 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
     )
     record.storage_error = storage_note
     use: Presented | None = None
+    hold: QuotaHold | None = None
     forwarding = created = False
+    vendor_key = vendor_bucket(decision.vendor, record.client_name)
     try:
         enforce(decision)
         if token is not None:
             await reserve_use(token, gateway.storage)
             use = token
+        hold = await _reserve_quota(gateway, policy, target.tenant, vendor_key, record)
         payload = serialize(decision.metadata)
         forwarding = True
         answer = await forward_json(
@@ -106,9 +118,37 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
             await reservation.release()
             if use is not None:
                 await release_use(use, gateway.storage)
-    if created and answer.document is not None:
+            if hold is not None:
+                with contextlib.suppress(StorageError):
+                    await hold.release()
+    if created and answer.document is not None and record.storage_error is None:
+        # (After a storage failure in this request, fail_open: the client is not recorded
+        # rather than the answer waiting on storage once more.)
         await gateway.clients.put(target.tenant, record.client_id or "", answer.document)
+        await record_client(
+            gateway,
+            policy,
+            target.tenant,
+            answer.document,
+            record,
+            vendor_key=vendor_key,
+            managed=decision.vendor is not None,
+            token_name=token.name if token is not None else None,
+        )
     return answer.response
+
+
+async def _reserve_quota(
+    gateway: Gateway, policy: Policy, tenant: str | None, vendor_key: str, record: AuditRecord
+) -> QuotaHold | None:
+    """The quota unit of this registration; storage errors follow ``on_storage_error``."""
+    try:
+        return await reserve_quota(gateway, policy.quotas, tenant, vendor_key, record, time.time())
+    except StorageError:
+        if policy.on_storage_error is OnStorageError.FAIL_OPEN:
+            record.storage_error = "fail_open"
+            return None
+        raise rules.storage_unavailable() from None
 
 
 def upstream_authorization(gateway: Gateway) -> str | None:

@@ -63,8 +63,47 @@ class MemoryStorage:
     async def map_delete(self, key: str, field: str) -> bool:
         return self._maps.get(key, {}).pop(field, None) is not None
 
+    async def map_get(self, key: str, field: str) -> bytes | None:
+        return self._maps.get(key, {}).get(field)
+
+    async def map_set(self, key: str, field: str, value: bytes) -> None:
+        self._maps.setdefault(key, {})[field] = value
+
+    async def map_swap(
+        self, key: str, field: str, expected: bytes | None, value: bytes | None
+    ) -> bool:
+        fields = self._maps.setdefault(key, {})
+        if fields.get(field) != expected:
+            return False
+        if value is None:
+            fields.pop(field, None)
+        else:
+            fields[field] = value
+        return True
+
+    async def set_new(self, key: str, value: bytes, ttl: float) -> bool:
+        if await self.get(key) is not None:
+            return False
+        await self.set(key, value, ttl)
+        return True
+
+    async def extend_if(self, key: str, value: bytes, ttl: float) -> bool:
+        if await self.get(key) != value:
+            return False
+        await self.set(key, value, ttl)
+        return True
+
+    async def delete_if(self, key: str, value: bytes) -> bool:
+        if await self.get(key) != value:
+            return False
+        self._values.pop(key, None)
+        return True
+
     async def counter_get(self, key: str) -> int:
         return self._counters.get(key, 0)
+
+    async def counter_set(self, key: str, value: int) -> None:
+        self._counters[key] = max(0, value)
 
     async def counter_reserve(self, key: str, cap: int | None) -> int | None:
         value = self._counters.get(key, 0)
@@ -77,6 +116,18 @@ class MemoryStorage:
         value = self._counters.get(key, 0)
         if value > 0:
             self._counters[key] = value - 1
+
+    async def counters_reserve(self, keys: Sequence[str], caps: Sequence[int | None]) -> int | None:
+        for index, (key, cap) in enumerate(zip(keys, caps, strict=True)):
+            if cap is not None and self._counters.get(key, 0) >= cap:
+                return index
+        for key in keys:
+            self._counters[key] = self._counters.get(key, 0) + 1
+        return None
+
+    async def counters_release(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            await self.counter_release(key)
 
     def _window_count(self, key: str, now: float) -> int:
         entry = self._windows.get(key)

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.storage.errors import StorageError
 from gateway.storage.windows import (
@@ -72,6 +72,40 @@ local value = tonumber(redis.call('GET', KEYS[1]) or '0')
 local cap = tonumber(ARGV[1])
 if cap >= 0 and value >= cap then return -1 end
 return redis.call('INCR', KEYS[1])
+"""
+
+# ARGV[i]: the cap of KEYS[i], or -1 for none.  Returns the index (0-based) of the first
+# full counter, or -1 when every one was counted.
+_COUNTERS_RESERVE = """
+for i = 1, #KEYS do
+  local cap = tonumber(ARGV[i])
+  if cap >= 0 and tonumber(redis.call('GET', KEYS[i]) or '0') >= cap then return i - 1 end
+end
+for i = 1, #KEYS do redis.call('INCR', KEYS[i]) end
+return -1
+"""
+# ARGV[1]: the expected value ('' with ARGV[3] = '0': absent); ARGV[2]: the new value
+# (ARGV[4] = '0': delete the field).  Returns 1 when it swapped.
+_MAP_SWAP = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[3] == '1' then
+  if current ~= ARGV[2] then return 0 end
+elseif current then
+  return 0
+end
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+else redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"""
+_EXTEND_IF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
 """
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -150,17 +184,32 @@ class RedisStorage:
     def __init__(self, uri: str, timeout: float = 2.0) -> None:
         self.uri = uri
         self.client, self.prefix = redis_client(uri, timeout)
+        self._cluster = isinstance(self.client, RedisCluster)
         self._acquire = self.client.register_script(_WINDOWS_ACQUIRE)
         self._release = self.client.register_script(_RELEASE)
         self._reserve = self.client.register_script(_COUNTER_RESERVE)
+        self._swap = self.client.register_script(_MAP_SWAP)
+        self._counters_reserve = self.client.register_script(_COUNTERS_RESERVE)
+        self._extend_if = self.client.register_script(_EXTEND_IF)
+        self._delete_if = self.client.register_script(_DELETE_IF)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
 
     async def _run(self, operation: Any) -> Any:
+        """Await one operation; every failure of the store becomes :class:`StorageError`.
+
+        A Cluster client learns the slot map first: before it has, redis-py sends commands
+        to a random node, and a burst of MOVED answers makes it close connections other
+        tasks are using (redis-py 8.1).  ``initialize`` does nothing once it is done."""
         try:
+            if self._cluster:
+                await self.client.initialize()
             return await operation
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
+            close = getattr(operation, "close", None)
+            if close is not None:
+                close()  # never awaited when initialize failed: no warning about it
             raise StorageError(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
     async def ping(self) -> None:
@@ -190,9 +239,42 @@ class RedisStorage:
     async def map_delete(self, key: str, field: str) -> bool:
         return bool(await self._run(self.client.hdel(self._key(key), field)))
 
+    async def map_get(self, key: str, field: str) -> bytes | None:
+        value = await self._run(self.client.hget(self._key(key), field))
+        return value if value is None else bytes(value)
+
+    async def map_set(self, key: str, field: str, value: bytes) -> None:
+        await self._run(self.client.hset(self._key(key), field, value))
+
+    async def map_swap(
+        self, key: str, field: str, expected: bytes | None, value: bytes | None
+    ) -> bool:
+        args = [
+            field,
+            b"" if expected is None else expected,
+            "0" if expected is None else "1",
+            b"" if value is None else value,
+            "0" if value is None else "1",
+        ]
+        return bool(await self._run(self._swap(keys=[self._key(key)], args=args)))
+
+    async def set_new(self, key: str, value: bytes, ttl: float) -> bool:
+        px = max(1, int(ttl * 1000))
+        return bool(await self._run(self.client.set(self._key(key), value, px=px, nx=True)))
+
+    async def extend_if(self, key: str, value: bytes, ttl: float) -> bool:
+        px = max(1, int(ttl * 1000))
+        return bool(await self._run(self._extend_if(keys=[self._key(key)], args=[value, px])))
+
+    async def delete_if(self, key: str, value: bytes) -> bool:
+        return bool(await self._run(self._delete_if(keys=[self._key(key)], args=[value])))
+
     async def counter_get(self, key: str) -> int:
         value = await self._run(self.client.get(self._key(key)))
         return int(value) if value is not None else 0
+
+    async def counter_set(self, key: str, value: int) -> None:
+        await self._run(self.client.set(self._key(key), max(0, value)))
 
     async def counter_reserve(self, key: str, cap: int | None) -> int | None:
         value = await self._run(
@@ -202,6 +284,15 @@ class RedisStorage:
 
     async def counter_release(self, key: str) -> None:
         await self._run(self._release(keys=[self._key(key)], args=[]))
+
+    async def counters_reserve(self, keys: Sequence[str], caps: Sequence[int | None]) -> int | None:
+        args = [-1 if cap is None else cap for cap in caps]
+        full = await self._run(self._counters_reserve(keys=[self._key(k) for k in keys], args=args))
+        return None if int(full) < 0 else int(full)
+
+    async def counters_release(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._run(self._release(keys=[self._key(k) for k in keys], args=[]))
 
     async def windows_acquire(self, checks: Sequence[WindowCheck], now: float) -> WindowResult:
         keys: list[str] = []
@@ -234,3 +325,9 @@ class RedisStorage:
 
     async def close(self) -> None:
         await self.client.aclose()
+        # A Sentinel-managed pool also holds connections to the Sentinels themselves.
+        pool = getattr(self.client, "connection_pool", None)
+        manager = getattr(pool, "sentinel_manager", None)
+        if manager is not None:
+            for sentinel in manager.sentinels:
+                await sentinel.aclose()

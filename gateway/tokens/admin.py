@@ -11,7 +11,6 @@ configured, every call is refused.  Each call writes one audit event
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +19,7 @@ from gateway import rules
 from gateway.config.settings import Admin
 from gateway.errors import OAuthError
 from gateway.http.exchange import Exchange
+from gateway.http.responses import json_response
 from gateway.oauth.body import parse_body
 from gateway.policy.controls import as_name
 from gateway.registration.request import check_content_headers, read_body
@@ -164,12 +164,7 @@ def _public(token: Any, uses: int) -> dict[str, Any]:
 
 
 def _json(status: int, body: dict[str, Any], request_id: str) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(body).encode("utf-8"),
-        content_type="application/json",
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache", "X-Request-ID": request_id},
-    )
+    return json_response(status, body, request_id)
 
 
 def add_routes(app: web.Application) -> None:

@@ -23,6 +23,7 @@ from yarl import URL
 
 from gateway.audit.logging import log
 from gateway.errors import OAuthError
+from gateway.http.routes import Kind
 from gateway.upstream.client import UpstreamClient, read_guarded
 
 #: Largest metadata document read at start-up (real ones are a few KiB).
@@ -57,8 +58,50 @@ def registration_path(document: object, upstream: URL) -> str | None:
     return path
 
 
+#: Metadata fields naming endpoints where a client is used, and how each is guarded.
+USE_ENDPOINTS = {
+    "authorization_endpoint": Kind.AUTHORIZE,
+    "token_endpoint": Kind.TOKEN,
+    "pushed_authorization_request_endpoint": Kind.TOKEN,
+    "device_authorization_endpoint": Kind.TOKEN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    registration_paths: tuple[str, ...]
+    #: Gateway-side path -> kind, for the endpoints on the upstream's own origin.
+    use_paths: dict[str, Kind]
+
+
+def use_paths(document: dict[str, Any], upstream: URL) -> dict[str, Kind]:
+    """The gateway-side paths of the endpoints where clients are used (RFC 8414 §2)."""
+    out: dict[str, Kind] = {}
+    for name, kind in USE_ENDPOINTS.items():
+        endpoint = document.get(name)
+        if not isinstance(endpoint, str) or not endpoint:
+            continue
+        # The path only: the document names the public host (the issuer is the gateway's).
+        try:
+            path = registration_path({"registration_endpoint": endpoint}, upstream)
+        except ValueError:
+            continue
+        if path is not None:
+            out[path] = kind
+    return out
+
+
 async def discover_registration_paths(client: UpstreamClient, timeout: float) -> tuple[str, ...]:
     """Ask the upstream until it answers or ``timeout`` seconds pass."""
+    return (await discover(client, timeout)).registration_paths
+
+
+async def discover(
+    client: UpstreamClient, timeout: float, *, need_registration: bool = True
+) -> Discovered:
+    """Read the upstream's metadata, retrying until ``timeout`` seconds pass: its
+    registration endpoint (required unless ``need_registration`` is false) and the
+    endpoints where clients are used."""
     deadline = time.monotonic() + timeout
     last_problem = "no answer yet"
     while True:
@@ -75,13 +118,15 @@ async def discover_registration_paths(client: UpstreamClient, timeout: float) ->
                 last_problem = f"{url}: {exc}"
                 continue
             path = registration_path(document, client.base)
-            if path is None:
+            if path is None and need_registration:
                 raise DiscoveryError(
                     f"{url} names no registration_endpoint; the upstream does not offer "
                     "dynamic registration there. Set upstream.registration_paths."
                 )
-            log().info("registration_endpoint_discovered", path=path, source=str(url))
-            return (path,)
+            uses = use_paths(document, client.base) if isinstance(document, dict) else {}
+            if path is not None:
+                log().info("registration_endpoint_discovered", path=path, source=str(url))
+            return Discovered((path,) if path is not None else (), uses)
         if time.monotonic() >= deadline:
             raise DiscoveryError(
                 f"could not read the upstream's metadata within {timeout:g}s ({last_problem}); "

@@ -39,8 +39,11 @@ class UploadFailed(Exception):
         self.error = error
 
 
-async def pass_through(request: web.Request, gateway: Gateway) -> web.StreamResponse:
-    """Relay the request to the upstream and its answer back."""
+async def pass_through(
+    request: web.Request, gateway: Gateway, *, body: bytes | None = None
+) -> web.StreamResponse:
+    """Relay the request to the upstream and its answer back; ``body``: the whole request
+    body, already read by the caller (:func:`read_small_body`)."""
     caller = gateway.identify(request)
     rid = caller.request_id
     headers = gateway.upstream_headers(request, caller)
@@ -48,7 +51,7 @@ async def pass_through(request: web.Request, gateway: Gateway) -> web.StreamResp
     timeout = upstream.settings.timeout
     idle = gateway.settings.limits.passthrough_body_timeout
     try:
-        first = await _small_body(request, idle)
+        first = body if body is not None else await read_small_body(request, idle)
     except OAuthError as error:
         return _close(error_response(error, rid))
     streamed = first is not None and not request.content.at_eof()
@@ -91,7 +94,7 @@ def _close(response: web.Response) -> web.Response:
     return response
 
 
-async def _small_body(request: web.Request, idle: float) -> bytes | None:
+async def read_small_body(request: web.Request, idle: float) -> bytes | None:
     """``None`` without a body; otherwise the whole body when it is small (within ``idle``
     seconds in all), else its first :data:`SMALL_BODY` bytes or so (each chunk within
     ``idle``; the rest is streamed by :func:`_stream`)."""

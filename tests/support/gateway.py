@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography.fernet import Fernet
 from yarl import URL
 
 from gateway.app import create_app
@@ -28,6 +29,7 @@ from gateway.config.settings import (
     Keycloak,
     Limits,
     Listen,
+    RegistrySettings,
     Secret,
     Settings,
     Upstream,
@@ -64,7 +66,14 @@ def make_settings(
     cors_max_age: float = DEFAULT_CORS_MAX_AGE,
     admin_token: str | None = None,
     upstream_initial_access_token: str | None = None,
+    registry_keys: tuple[bytes, ...] | None = None,
+    job_interval: float = 3600.0,
+    dry_run: bool = False,
+    admin_listen: Listen | None = None,
 ) -> Settings:
+    """Settings for a test gateway; registration access tokens are sealed with a fresh key
+    unless ``registry_keys=()`` (no key configured)."""
+    keys = (Fernet.generate_key(),) if registry_keys is None else registry_keys
     return Settings(
         listen=Listen("127.0.0.1", port),
         public_url=URL(public_url or f"http://127.0.0.1:{port}"),
@@ -98,9 +107,19 @@ def make_settings(
         keycloak=Keycloak(allow_providers=allow_providers),
         cors=Cors(allow_origins=cors_origins, max_age=cors_max_age),
         admin=(
-            Admin()
+            Admin(listen=admin_listen)
             if admin_token is None
-            else Admin("DCR_GATEWAY_ADMIN_TOKEN", hashlib.sha256(admin_token.encode()).digest())
+            else Admin(
+                "DCR_GATEWAY_ADMIN_TOKEN",
+                hashlib.sha256(admin_token.encode()).digest(),
+                admin_listen,
+            )
+        ),
+        registry=RegistrySettings(
+            key_env="DCR_GATEWAY_REGISTRY_KEY" if keys else None,
+            keys=keys,
+            job_interval=job_interval,
+            dry_run=dry_run,
         ),
     )
 

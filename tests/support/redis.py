@@ -175,6 +175,19 @@ class RedisCluster:
         for node in self.nodes:
             node.stop()
 
+    def start(self) -> RedisCluster:
+        """Start the stopped nodes again on their ports (each reloads its nodes file: same
+        slots, same peers; the data is gone) and wait for ``cluster_state:ok``."""
+        for node in self.nodes:
+            if not node.running:
+                node.start()
+        deadline = time.monotonic() + 30
+        while not all(_cluster_ok(node.port, len(self.nodes)) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the redis cluster did not reach cluster_state:ok again")
+            time.sleep(0.05)
+        return self
+
 
 def start_cluster(workdir: Path, size: int = 1) -> RedisCluster:
     """A Redis Cluster of ``size`` masters: the slots are split between them
@@ -183,9 +196,14 @@ def start_cluster(workdir: Path, size: int = 1) -> RedisCluster:
     import redis
 
     nodes: list[RedisServer] = []
+    # The bus port defaults to port + 10000, which does not exist for the upper part of the
+    # ephemeral range (redis-server refuses to start above port 55535): each node is given
+    # a free one, which CLUSTER MEET then names.
+    bus_ports: list[int] = []
     try:
         for index in range(size):
             port = free_port()
+            bus_ports.append(free_port())
             nodes.append(
                 RedisServer(
                     workdir / f"node-{index}",
@@ -197,6 +215,8 @@ def start_cluster(workdir: Path, size: int = 1) -> RedisCluster:
                         f"nodes-{port}.conf",
                         "--cluster-node-timeout",
                         "5000",
+                        "--cluster-port",
+                        str(bus_ports[-1]),
                     ),
                 ).start()
             )
@@ -206,8 +226,8 @@ def start_cluster(workdir: Path, size: int = 1) -> RedisCluster:
                 client.execute_command(
                     "CLUSTER", "ADDSLOTSRANGE", bounds[index], bounds[index + 1] - 1
                 )
-                for other in nodes[index + 1 :]:
-                    client.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port)
+                for other, bus_port in zip(nodes[index + 1 :], bus_ports[index + 1 :], strict=True):
+                    client.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port, bus_port)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if all(_cluster_ok(node.port, size) for node in nodes):

@@ -19,7 +19,15 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_every_command_is_registered():
-    assert [c.name for c in COMMANDS] == ["run", "check", "explain", "test-policy", "hash-token"]
+    assert [c.name for c in COMMANDS] == [
+        "run",
+        "check",
+        "explain",
+        "test-policy",
+        "hash-token",
+        "registry-key",
+        "clients",
+    ]
     help_text = build_parser().format_help()
     for command in COMMANDS:
         assert command.name in help_text

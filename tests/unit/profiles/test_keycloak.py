@@ -115,10 +115,28 @@ def test_a_path_prefix() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/realms/acme/protocol/openid-connect/token", "/realms/acme/account", "/", "/admin/x"],
+    ["/realms/acme/protocol/openid-connect/certs", "/realms/acme/account", "/", "/admin/x"],
 )
 def test_everything_else_passes_through(path: str) -> None:
     assert PROFILE.classify(path).kind is Kind.PASSTHROUGH
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/realms/acme/protocol/openid-connect/auth", Kind.AUTHORIZE),
+        ("/realms/acme/protocol/openid-connect/token", Kind.TOKEN),
+        ("/realms/acme/protocol/openid-connect/ext/par/request", Kind.TOKEN),
+        ("/realms/acme/protocol/openid-connect/auth/device", Kind.TOKEN),
+        # Spelled as Keycloak's router would still route them.
+        ("/realms/acme/protocol/OpenID-Connect/TOKEN/", Kind.TOKEN),
+        ("//realms/acme/protocol/openid-connect/%61uth", Kind.AUTHORIZE),
+    ],
+)
+def test_where_clients_are_used_is_known_per_realm(path: str, kind: Kind) -> None:
+    """A realm's authorization and token endpoints: a pending client is stopped there."""
+    target = PROFILE.classify(path)
+    assert (target.kind, target.tenant) == (kind, "acme")
 
 
 @pytest.mark.parametrize(
