@@ -18,6 +18,7 @@ from gateway import rules
 from gateway.audit.events import REGISTRATION_EVENT
 from gateway.audit.logging import log
 from gateway.audit.sink import AuditLog
+from gateway.cimd.fetch import DocumentFetcher, FetchSettings
 from gateway.config.settings import Settings
 from gateway.http.cors import CorsPolicy
 from gateway.http.exchange import Exchange
@@ -231,6 +232,36 @@ def build_router(
     )
 
 
+def cimd_fetcher(settings: Settings) -> DocumentFetcher | None:
+    """The metadata document fetcher, when ``cimd.enabled``."""
+    cimd = settings.cimd
+    if not cimd.enabled:
+        return None
+    fetch = cimd.fetch
+    return DocumentFetcher(
+        FetchSettings(
+            timeout=fetch.timeout,
+            max_bytes=fetch.max_bytes,
+            max_cache_age=fetch.max_cache_age,
+            ca_file=fetch.ca_file,
+            allow_private_addresses=fetch.allow_private_addresses,
+            resolve=dict(fetch.resolve),
+        )
+    )
+
+
+async def _cimd(app: web.Application) -> AsyncIterator[None]:
+    fetcher = app[GATEWAY].cimd_fetcher
+    if fetcher is None:
+        yield
+        return
+    await fetcher.start()
+    try:
+        yield
+    finally:
+        await fetcher.close()
+
+
 def sealing_keys(settings: Settings) -> tuple[bytes, ...]:
     """The configured keys; with none and ``memory://`` storage, a key of this process's
     own (the sealed tokens die with the process anyway, so nothing is lost by it)."""
@@ -270,12 +301,13 @@ def create_app(
         registry=registry,
         gate=ClientGate(registry),
         sealer=Sealer(sealing_keys(settings)),
+        cimd_fetcher=cimd_fetcher(settings),
     )
     app[READY_CACHE] = {}
     app[ADMIN_ADDRESS] = {}
     # Order matters: the audit sink outlives everything that may write to it.
     app.cleanup_ctx.extend(
-        [_audit, _storage, _upstream, _tables, _registration_endpoint, lifecycle_job]
+        [_audit, _storage, _upstream, _tables, _cimd, _registration_endpoint, lifecycle_job]
     )
     app.router.add_get("/-/healthz", healthz)
     app.router.add_get("/-/readyz", readyz)

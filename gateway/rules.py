@@ -46,6 +46,7 @@ class Stage(StrEnum):
     REQUEST = "request"  # HTTP-level hygiene before the body is read
     BODY = "body"  # the JSON body and RFC 7591 types
     POLICY = "policy"  # the policy engine's decision
+    DOCUMENT = "document"  # a Client ID Metadata Document's own checks, before the engine
     GATEWAY = "gateway"  # controls around the decision (limits, tokens)
     UPSTREAM = "upstream"  # the authorization server's side
     ALLOW = "allow"  # the rule that allowed a request
@@ -527,6 +528,86 @@ ADMIN_DELETE_FAILED = _rule(
     "an administrator's delete of a client failed upstream (or no usable registration "
     "access token is kept); the client is kept, flagged `deleting`, and retried",
 )
+CIMD_DISABLED = _rule(
+    "cimd.disabled",
+    InvalidClient,
+    Stage.GATEWAY,
+    "a URL `client_id` (a Client ID Metadata Document) while `cimd.enabled` is off: refused "
+    "rather than passed to an authorization server that might accept it unjudged",
+)
+CIMD_INVALID_URL = _rule(
+    "cimd.invalid_url",
+    InvalidClient,
+    Stage.GATEWAY,
+    "the `client_id` URL is not one a metadata document may have: https, a path, no dot "
+    "segments, fragment or user info, a public host name",
+)
+CIMD_NOT_ALLOWED = _rule(
+    "cimd.not_allowed",
+    InvalidClient,
+    Stage.DOCUMENT,
+    "`mode: allowlist` and the client_id URL is neither a managed client's nor matched by "
+    "`cimd.allow`",
+)
+CIMD_CLIENT_ID_MISMATCH = _rule(
+    "cimd.client_id_mismatch",
+    InvalidClient,
+    Stage.DOCUMENT,
+    "the document's `client_id` is not exactly the URL it was fetched from",
+)
+CIMD_SECRET = _rule(
+    "cimd.shared_secret",
+    InvalidClient,
+    Stage.DOCUMENT,
+    "the document carries `client_secret` or names a shared-secret auth method",
+)
+CIMD_MISSING = _rule(
+    "cimd.missing_field",
+    InvalidClient,
+    Stage.DOCUMENT,
+    "the document lacks `client_name` or `redirect_uris`",
+)
+CIMD_IDENTITY = _rule(
+    "cimd.identity_mismatch",
+    InvalidClient,
+    Stage.DOCUMENT,
+    "a managed client's client_id URL whose document does not bring that client's redirect URIs",
+)
+CIMD_REDIRECT_URI = _rule(
+    "cimd.redirect_uri_mismatch",
+    InvalidClient,
+    Stage.GATEWAY,
+    "the authorization request's `redirect_uri` is not one of the document's (exact, but "
+    "for the port of a loopback URI, RFC 8252 §7.3)",
+)
+CIMD_UNSUPPORTED_AUTH = _rule(
+    "cimd.unsupported_auth",
+    InvalidClient,
+    Stage.GATEWAY,
+    "bridge mode takes public clients (`none`) only, for now; `private_key_jwt` documents "
+    "are refused",
+)
+CIMD_FETCH = _rule(
+    "cimd.fetch.<kind>",
+    InvalidClient,
+    Stage.GATEWAY,
+    "the document could not be fetched safely: `private_address`, `too_large`, `not_json`, "
+    "`redirect`, `timeout`, `status`, `content_type`, `content_encoding`, `rate_limited`, "
+    "`tls`, `failed` (never cached)",
+)
+CIMD_NOT_BRIDGED = _rule(
+    "cimd.not_bridged",
+    InvalidClient,
+    Stage.GATEWAY,
+    "a token (or revocation, introspection) request for a metadata document URL no client "
+    "was bridged for yet: the client starts at the authorization endpoint",
+)
+CIMD_BRIDGE_FAILED = _rule(
+    "cimd.bridge_failed",
+    BadGateway,
+    Stage.UPSTREAM,
+    "the upstream refused or failed to register the bridged client for a metadata document",
+)
 CLIENT_PENDING = _rule(
     "approval.pending",
     InvalidClient,
@@ -616,7 +697,8 @@ DOC_SECTIONS: dict[str, Callable[[Rule], bool]] = {
     "redirect_uri": lambda r: _family(r) == "redirect_uri" and r.id != "redirect_uri.missing",
     "metadata_url": lambda r: _family(r) == "metadata_url",
     "request": lambda r: r.stage in (Stage.REQUEST, Stage.BODY),
-    "gateway": lambda r: r.stage in (Stage.GATEWAY, Stage.UPSTREAM),
+    "cimd": lambda r: _family(r) == "cimd",
+    "gateway": lambda r: r.stage in (Stage.GATEWAY, Stage.UPSTREAM) and _family(r) != "cimd",
 }
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.audit.sink import AuditLog
+from gateway.cimd.fetch import DocumentFetcher
 from gateway.config.settings import Settings
 from gateway.http.cors import CorsPolicy
 from gateway.http.forwarding import Caller, TrustedProxies, upstream_request_headers
@@ -46,6 +47,8 @@ class Gateway:
     registry: Registry
     gate: ClientGate
     sealer: Sealer
+    #: Fetches Client ID Metadata Documents (``cimd.enabled``); ``None`` otherwise.
+    cimd_fetcher: DocumentFetcher | None = None
 
     def identify(self, request: web.Request) -> Caller:
         """Who sent ``request`` (request ids and client IP; see :class:`Caller`)."""

@@ -167,6 +167,34 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CimdFetch:
+    """How Client ID Metadata Documents are fetched (draft-ietf-oauth-client-id-metadata-
+    document §6, SSRF): a deadline, a size cap counted on bytes read, an upper bound on
+    what caching headers may say."""
+
+    timeout: float = 5.0
+    max_bytes: int = 5 * 1024
+    max_cache_age: float = 24 * 3600.0
+    #: Extra trust anchors (a private CA; the tests' CA).
+    ca_file: Path | None = None
+    #: Networks exempt from the special-use address rule (tests, private deployments).
+    allow_private_addresses: tuple[IPNetwork, ...] = ()
+    #: Host name -> address, used instead of DNS (tests, split-horizon DNS).
+    resolve: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Cimd:
+    """Client ID Metadata Documents: URL ``client_id``s at the authorization endpoint."""
+
+    enabled: bool = False
+    #: ``bridge``: the upstream has no CIMD; the gateway registers a client for each URL.
+    #: ``police``: the upstream has CIMD; the gateway vets each document first.
+    mode: str = "bridge"
+    fetch: CimdFetch = CimdFetch()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: Listen
     public_url: URL
@@ -183,6 +211,7 @@ class Settings:
     cors: Cors = Cors()
     admin: Admin = Admin()
     registry: RegistrySettings = RegistrySettings()
+    cimd: Cimd = Cimd()
 
 
 _TOP_KEYS = {
@@ -200,6 +229,7 @@ _TOP_KEYS = {
     "cors",
     "admin",
     "registry",
+    "cimd",
 }
 _UPSTREAM_KEYS = {
     "url",
@@ -309,6 +339,59 @@ def _read_admin(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> Admin
         )
         return Admin(name, listen=listen)
     return Admin(name, hashlib.sha256(token.encode("utf-8")).digest(), listen)
+
+
+def _as_address(value: Any) -> str:
+    text = as_nonempty_str(value)
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+    return text
+
+
+def _read_cimd(r: Reader, top: dict[str, Any], base_dir: Path) -> Cimd:
+    cp: KeyPath = ("cimd",)
+    section = r.section(top.get("cimd"), cp, {"enabled", "mode", "fetch"})
+    fp: KeyPath = (*cp, "fetch")
+    fetch_s = r.section(
+        section.get("fetch"),
+        fp,
+        {"timeout", "max_bytes", "max_cache_age", "ca_file", "allow_private_addresses", "resolve"},
+    )
+    ca_name = r.get(fetch_s, fp, "ca_file", as_nonempty_str, None)
+    ca_file = None if ca_name is None else base_dir / ca_name
+    if ca_file is not None and not ca_file.is_file():
+        r.problem((*fp, "ca_file"), f"{ca_file} is not a readable file")
+    resolve_s = fetch_s.get("resolve") or {}
+    resolve: list[tuple[str, str]] = []
+    if not isinstance(resolve_s, dict):
+        r.problem((*fp, "resolve"), "must map host names to IP addresses")
+    else:
+        for host, address in resolve_s.items():
+            try:
+                resolve.append((str(host).lower().rstrip("."), _as_address(address)))
+            except ValueError as exc:
+                r.problem((*fp, "resolve", str(host)), str(exc))
+    fetch = CimdFetch(
+        timeout=r.get(fetch_s, fp, "timeout", as_duration, 5.0),
+        max_bytes=r.get(fetch_s, fp, "max_bytes", as_size, 5 * 1024),
+        max_cache_age=r.get(fetch_s, fp, "max_cache_age", as_duration, 24 * 3600.0),
+        ca_file=ca_file,
+        allow_private_addresses=tuple(
+            r.items(
+                fetch_s.get("allow_private_addresses"),
+                (*fp, "allow_private_addresses"),
+                _as_network,
+            )
+        ),
+        resolve=tuple(resolve),
+    )
+    return Cimd(
+        enabled=r.get(section, cp, "enabled", as_bool, False),
+        mode=r.get(section, cp, "mode", as_choice("bridge", "police"), "bridge"),
+        fetch=fetch,
+    )
 
 
 def _read_registry(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> RegistrySettings:
@@ -486,4 +569,5 @@ def read_settings(
         cors=cors,
         admin=_read_admin(r, top, os.environ if env is None else env),
         registry=_read_registry(r, top, os.environ if env is None else env),
+        cimd=_read_cimd(r, top, base_dir),
     )

@@ -56,6 +56,26 @@ class Exchange:
             tenant=tenant,
         )
 
+    async def run_page(
+        self, work: Awaitable[web.StreamResponse], *, wants_json: bool
+    ) -> web.StreamResponse:
+        """As :meth:`run`, for the authorization endpoint: a refusal is a page (or, asked
+        for, JSON) with status 400, never a redirect (RFC 9700 §4.11.2)."""
+        from gateway.http.pages import page_or_json
+
+        async def paged() -> web.StreamResponse:
+            try:
+                return await work
+            except OAuthError as error:
+                if error.status >= 500:
+                    raise
+                self.record.note_error(error)
+                response = page_or_json(error, self.record.request_id, wants_json=wants_json)
+                self.record.status = response.status
+                return response
+
+        return await self.run(paged())
+
     async def run(self, work: Awaitable[web.StreamResponse]) -> web.StreamResponse:
         """Await ``work`` (the exchange's stages) and answer whatever comes of it."""
         record = self.record

@@ -73,6 +73,7 @@ async def _serve(
         cached.document,
         _public(gateway, target.registration_path),
         registration_open=policy.mode is not Mode.DISABLED,
+        cimd=gateway.settings.cimd.enabled,
     )
     out_headers = CIMultiDict(cached.headers)  # repeated headers kept one by one
     out_headers["X-Request-ID"] = caller.request_id

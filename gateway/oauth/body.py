@@ -40,10 +40,24 @@ def _too_many_scopes(scope: str) -> bool:
     )
 
 
-class _DuplicateKey(ValueError):
+class DuplicateKey(ValueError):
+    """A JSON object names a member twice (RFC 8259 §4 leaves the meaning undefined; two
+    parsers reading it differently is how a judged body and a used body diverge)."""
+
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
+
+
+def strict_loads(text: str) -> Any:
+    """JSON as the gateway reads every document: duplicate member names, ``NaN`` and
+    infinities refused (:class:`DuplicateKey`, ``ValueError``)."""
+    return json.loads(
+        text,
+        object_pairs_hook=_no_duplicates,
+        parse_constant=_no_constants,
+        parse_float=_finite_float,
+    )  # integers over 4,300 digits raise ValueError (CPython's own limit, PEP 651)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -52,7 +66,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _DuplicateKey(key)
+                raise DuplicateKey(key)
             seen.add(key)
     return out
 
@@ -81,13 +95,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
             "the request body is not valid UTF-8 (RFC 8259 §8.1)"
         ) from None
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constants,
-            parse_float=_finite_float,
-        )  # integers over 4,300 digits raise ValueError (CPython's own limit, PEP 651)
-    except _DuplicateKey as dup:
+        value = strict_loads(text)
+    except DuplicateKey as dup:
         raise rules.BODY_DUPLICATE_KEY.refuse(
             f"duplicate key {_display(dup.key)} in the request body"
         ) from None

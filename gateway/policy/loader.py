@@ -34,6 +34,7 @@ from gateway.policy.controls import (
 from gateway.policy.lifecycle import read_approval, read_cleanup, read_quotas
 from gateway.policy.managed import as_host, build_index, load_managed, managed_source
 from gateway.policy.model import (
+    CimdPolicy,
     ClientPolicy,
     ManagedClient,
     Mode,
@@ -91,7 +92,8 @@ _NOT_IN_TOKEN_POLICIES = (
     "cleanup",
     "quotas",
 )
-_TOP = {"version", "mode", "redirect_uris", "client", *_NOT_IN_TOKEN_POLICIES}
+_TOP = {"version", "mode", "redirect_uris", "client", "cimd", *_NOT_IN_TOKEN_POLICIES}
+_CIMD = {"managed_list", "allow"}
 _REDIRECT = {"managed_list", "allow", "block", "loopback", "on_mismatch", "max_redirect_uris"}
 _CLIENT = {
     "token_endpoint_auth_methods",
@@ -170,6 +172,18 @@ class _PolicyReader:
                     f"no managed entry {entry_id!r}; known ids: {', '.join(known)}",
                 )
         return tuple(i for i in ids if i in known)
+
+    def cimd(self, clients: tuple[ManagedClient, ...], loopback: Any) -> CimdPolicy:
+        """``cimd``: the managed entries whose ``cimd_client_ids`` are accepted, and
+        patterns for other client_id URLs (draft-ietf-oauth-client-id-metadata-document)."""
+        r = self.r
+        top = r.document.data if isinstance(r.document.data, dict) else {}
+        path: KeyPath = ("cimd",)
+        section = r.section(top.get("cimd"), path, _CIMD)
+        ids = set(self.managed_ids(section, path, clients))
+        managed = {url: c.id for c in clients if c.id in ids for url in c.cimd_client_ids}
+        allow = self.patterns(section, path, "allow", "cimd")
+        return CimdPolicy(managed=managed, allow=PatternSet(allow, loopback))
 
     def controls(self, nested: NestedLoader | None) -> dict[str, Any]:
         """``rate_limits``, ``on_storage_error``, ``initial_access_tokens``; a token's own
@@ -362,6 +376,7 @@ def read_policy(
         managed=index,
         source=document.name,
         revision=policy_revision(source_bytes, managed_bytes),
+        cimd=reader.cimd(clients, loopback),
         **controls,
     )
 

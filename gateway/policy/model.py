@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gateway.policy.patterns import LoopbackMode, PatternSet
@@ -234,6 +234,17 @@ class QuotaPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CimdPolicy:
+    """``cimd``: which Client ID Metadata Document URLs ``allowlist`` mode accepts: the
+    selected managed entries' ``cimd_client_ids`` and the ``allow`` patterns (written in the
+    redirect-URI pattern language)."""
+
+    #: Exact client_id URL -> the managed entry it belongs to.
+    managed: Mapping[str, str] = field(default_factory=dict)
+    allow: PatternSet = field(default_factory=lambda: PatternSet(()))
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     version: int
     mode: Mode
@@ -250,3 +261,4 @@ class Policy:
     approval: ApprovalPolicy = ApprovalPolicy()
     cleanup: CleanupPolicy = CleanupPolicy()
     quotas: QuotaPolicy = QuotaPolicy()
+    cimd: CimdPolicy = CimdPolicy()

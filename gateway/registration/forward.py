@@ -69,7 +69,7 @@ async def forward_json(
         record.note_answer(answer.status, body)
         out_headers["X-Request-ID"] = record.request_id
         document = _json_object(body)
-        if document is not None and _publish(document, gateway):
+        if document is not None and publish_client_uri(document, gateway):
             body = json.dumps(document).encode("utf-8")
         location = out_headers.get("Location")
         if location is not None:
@@ -88,7 +88,7 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _publish(document: dict[str, Any], gateway: Gateway) -> bool:
+def publish_client_uri(document: dict[str, Any], gateway: Gateway) -> bool:
     """Point ``registration_client_uri`` at the gateway; whether anything changed."""
     uri = document.get("registration_client_uri")
     if not isinstance(uri, str):

@@ -97,7 +97,7 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
         if token is not None:
             await reserve_use(token, gateway.storage)
             use = token
-        hold = await _reserve_quota(gateway, policy, target.tenant, vendor_key, record)
+        hold = await reserve_registration_quota(gateway, policy, target.tenant, vendor_key, record)
         payload = serialize(decision.metadata)
         forwarding = True
         answer = await forward_json(
@@ -138,7 +138,7 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
     return answer.response
 
 
-async def _reserve_quota(
+async def reserve_registration_quota(
     gateway: Gateway, policy: Policy, tenant: str | None, vendor_key: str, record: AuditRecord
 ) -> QuotaHold | None:
     """The quota unit of this registration; storage errors follow ``on_storage_error``."""

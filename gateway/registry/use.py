@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import html
 import json
 from urllib.parse import parse_qs, unquote_plus
 
 from aiohttp import web
 
 from gateway import rules
+from gateway.cimd import bridge as cimd
+from gateway.cimd.bridge import is_url_client_id
 from gateway.errors import OAuthError
 from gateway.http.exchange import Exchange
-from gateway.http.responses import SERVER
+from gateway.http.pages import STATUS_PAGES, status_page
 from gateway.http.routes import Kind, Target
 from gateway.policy.model import OnStorageError
 from gateway.registry.entry import Status
@@ -41,24 +42,12 @@ EVENT = "client.blocked"
 MAX_CLIENT_ID = 512
 MAX_CANDIDATES = 8
 
+#: The rule refusing each blocked status, and why (the audit event's description).
 _REFUSALS = {
-    Status.PENDING: (
-        rules.CLIENT_PENDING,
-        "Awaiting approval",
-        "This application is waiting for an administrator to approve it. Try again once "
-        "it has been approved.",
-        "the client awaits approval by an administrator",
-    ),
-    Status.REJECTED: (
-        rules.CLIENT_REJECTED,
-        "Application not allowed",
-        "An administrator has rejected this application.",
-        "the client was rejected by an administrator",
-    ),
+    Status.PENDING: (rules.CLIENT_PENDING, "the client awaits approval by an administrator"),
+    Status.REJECTED: (rules.CLIENT_REJECTED, "the client was rejected by an administrator"),
     Status.DELETED: (
         rules.CLIENT_DELETED,
-        "Application no longer registered",
-        "This application's registration was removed. The application needs to register again.",
         "the client is no longer registered; register again",
     ),
 }
@@ -77,6 +66,14 @@ async def guard_use(request: web.Request, gateway: Gateway, target: Target) -> w
             )
             return await _refuse(request, gateway, target, None, error)
     candidates = client_ids(request, body)
+    urls = [c for c in candidates if is_url_client_id(c)]
+    if urls:
+        if len(candidates) > 1:
+            error = rules.REQUEST_MALFORMED.refuse(
+                "a request naming a metadata document URL as client_id names no other client"
+            )
+            return await _refuse(request, gateway, target, None, error)
+        return await cimd.handle(request, gateway, target, urls[0], body)
     if len(candidates) > MAX_CANDIDATES:
         error = rules.REQUEST_MALFORMED.refuse(
             f"the request names more than {MAX_CANDIDATES} different client ids"
@@ -92,7 +89,7 @@ async def guard_use(request: web.Request, gateway: Gateway, target: Target) -> w
                 return await _refuse(request, gateway, target, client_id, error)
             continue
         if status is not None and status is not Status.ACTIVE:
-            rule, _, _, why = _REFUSALS[status]
+            rule, why = _REFUSALS[status]
             return await _refuse(request, gateway, target, client_id, rule.refuse(why))
     return await pass_through(request, gateway, body=body)
 
@@ -169,12 +166,12 @@ async def _refuse(
     exchange = Exchange(request, gateway, EVENT, target.tenant)
     exchange.record.client_id = client_id
     exchange.record.note_policy(gateway.policies.for_tenant(target.tenant))
-    if target.kind is Kind.AUTHORIZE and error.rule in _PAGES:
+    if target.kind is Kind.AUTHORIZE and error.rule in STATUS_PAGES:
         exchange.record.note_error(error)
         exchange.record.extra["endpoint"] = "authorization"
 
         async def page() -> web.StreamResponse:
-            return refusal_page(error, exchange.record.request_id)
+            return status_page(error, exchange.record.request_id)
 
         return await exchange.run(page())
     exchange.record.extra["endpoint"] = "token"
@@ -183,33 +180,3 @@ async def _refuse(
         raise error
 
     return await exchange.run(refusal())
-
-
-_PAGES = {rule.id: (title, text) for rule, title, text, _ in _REFUSALS.values()}
-
-
-def refusal_page(error: OAuthError, request_id: str) -> web.Response:
-    """The HTML page a user's browser shows instead of the authorization server's."""
-    title, text = _PAGES[error.rule]
-    document = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title>"
-        "<meta name=viewport content='width=device-width, initial-scale=1'></head>"
-        "<body style='font-family:system-ui,sans-serif;max-width:36em;margin:4em auto'>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
-        f"<p><small>Reference: {html.escape(request_id)} ({html.escape(error.rule)})"
-        "</small></p></body></html>"
-    )
-    return web.Response(
-        status=403,
-        body=document.encode("utf-8"),
-        headers={
-            "Content-Type": "text/html; charset=utf-8",
-            "Cache-Control": "no-store",
-            "X-Request-ID": request_id,
-            "Server": SERVER,
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-            "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer",
-        },
-    )

@@ -64,6 +64,8 @@ USE_ENDPOINTS = {
     "token_endpoint": Kind.TOKEN,
     "pushed_authorization_request_endpoint": Kind.TOKEN,
     "device_authorization_endpoint": Kind.TOKEN,
+    "revocation_endpoint": Kind.TOKEN,
+    "introspection_endpoint": Kind.TOKEN,
 }
 
 
@@ -180,7 +182,11 @@ class MetadataCache:
 
 
 def publish_metadata(
-    document: dict[str, Any], registration_url: str | None, registration_open: bool
+    document: dict[str, Any],
+    registration_url: str | None,
+    registration_open: bool,
+    *,
+    cimd: bool = False,
 ) -> dict[str, Any]:
     """The upstream's metadata as clients of the gateway must see it: everything untouched
     (the ``issuer`` must stay the gateway's URL, RFC 8414 §3.3) but ``registration_endpoint``,
@@ -200,4 +206,18 @@ def publish_metadata(
         published.pop("registration_endpoint", None)
     else:
         published["registration_endpoint"] = registration_url
+    return publish_cimd(published, cimd and registration_open)
+
+
+def publish_cimd(published: dict[str, Any], enabled: bool) -> dict[str, Any]:
+    """``client_id_metadata_document_supported`` is the gateway's to say: true when it takes
+    metadata documents (with ``none`` among the token endpoint's auth methods, without
+    which claude.ai uses DCR instead), removed otherwise, whatever the upstream says."""
+    if not enabled:
+        published.pop("client_id_metadata_document_supported", None)
+        return published
+    published["client_id_metadata_document_supported"] = True
+    methods = published.get("token_endpoint_auth_methods_supported")
+    if isinstance(methods, list) and "none" not in methods:
+        published["token_endpoint_auth_methods_supported"] = [*methods, "none"]
     return published

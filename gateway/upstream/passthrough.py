@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from yarl import URL
 
 from gateway import rules
 from gateway.audit.logging import log
@@ -40,10 +41,15 @@ class UploadFailed(Exception):
 
 
 async def pass_through(
-    request: web.Request, gateway: Gateway, *, body: bytes | None = None
+    request: web.Request,
+    gateway: Gateway,
+    *,
+    body: bytes | None = None,
+    rel_url: URL | None = None,
 ) -> web.StreamResponse:
     """Relay the request to the upstream and its answer back; ``body``: the whole request
-    body, already read by the caller (:func:`read_small_body`)."""
+    body, already read by the caller (:func:`read_small_body`); ``rel_url``: the target to
+    send instead of the request's (a rewritten ``client_id``)."""
     caller = gateway.identify(request)
     rid = caller.request_id
     headers = gateway.upstream_headers(request, caller)
@@ -69,7 +75,7 @@ async def pass_through(
             data = _stream(request, first or b"", idle, deadline, timeout) if streamed else first
             async with upstream.passthrough.request(
                 request.method,
-                upstream.url_for(request.rel_url),
+                upstream.url_for(request.rel_url if rel_url is None else rel_url),
                 headers=headers,
                 data=data,
                 allow_redirects=False,

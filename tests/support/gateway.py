@@ -25,6 +25,7 @@ from gateway.config.settings import (
     DEFAULT_MAX_CONNECTIONS,
     Admin,
     Audit,
+    Cimd,
     Cors,
     Keycloak,
     Limits,
@@ -70,6 +71,7 @@ def make_settings(
     job_interval: float = 3600.0,
     dry_run: bool = False,
     admin_listen: Listen | None = None,
+    cimd: Cimd | None = None,
 ) -> Settings:
     """Settings for a test gateway; registration access tokens are sealed with a fresh key
     unless ``registry_keys=()`` (no key configured)."""
@@ -115,6 +117,7 @@ def make_settings(
                 admin_listen,
             )
         ),
+        cimd=cimd or Cimd(),
         registry=RegistrySettings(
             key_env="DCR_GATEWAY_REGISTRY_KEY" if keys else None,
             keys=keys,

@@ -16,6 +16,10 @@
 //   REGISTRATION_INITIAL_ACCESS_TOKEN=T   registration requires `Authorization: Bearer T`
 //                                   (node-oidc-provider's features.registration.initialAccessToken
 //                                   as a string); default: open registration
+//   CIMD_HOSTS=h1,h2,...            turn on features.clientIdMetadataDocument (draft-02) and fetch
+//                                   documents of these host names from 127.0.0.1 (the tests'
+//                                   document server; NODE_EXTRA_CA_CERTS adds its CA). For the
+//                                   gateway's police-mode tests only; default: off (no CIMD)
 //
 // Prints exactly one line `READY <url>` (the address it listens on) to stdout once it serves.
 // node-oidc-provider prints "Unsupported runtime" and quick-start warnings to stderr on Node 20;
@@ -76,6 +80,9 @@ const TEST_ENDPOINTS = (args['test-endpoints'] ?? process.env.DCR_TEST_ENDPOINTS
 const ACCESS_TOKEN_FORMAT = process.env.ACCESS_TOKEN_FORMAT ?? 'jwt';
 const TRUST_PROXY = process.env.TRUST_PROXY !== '0';
 const REGISTRATION_IAT = process.env.REGISTRATION_INITIAL_ACCESS_TOKEN || undefined;
+const CIMD_HOSTS = new Set(
+  (process.env.CIMD_HOSTS ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
+);
 
 const SCOPES = ['openid', 'offline_access', 'profile', 'email', 'mcp:execute'];
 
@@ -170,10 +177,49 @@ function storedClientIds() {
   return ids;
 }
 
+// ---------------------------------------------------------------- CIMD (opt-in)
+
+// node-oidc-provider refuses to fetch from special-use addresses, so the loopback document
+// server is reachable only through a dispatcher of our own: Node's bundled undici Agent whose
+// connections to CIMD_HOSTS go to 127.0.0.1 (any other host name fails to connect).
+function cimdDispatcher() {
+  Response; // eslint-disable-line no-unused-expressions -- loads Node's bundled undici
+  const Agent = (
+    globalThis[Symbol.for('undici.globalDispatcher.2')]
+    ?? globalThis[Symbol.for('undici.globalDispatcher.1')]
+  )?.constructor;
+  if (Agent === undefined) {
+    throw new Error('CIMD_HOSTS: cannot find undici Agent in this Node.js');
+  }
+  const lookup = (hostname, options, callback) => {
+    if (!CIMD_HOSTS.has(String(hostname).toLowerCase())) {
+      callback(new Error(`${hostname} is not one of CIMD_HOSTS`));
+    } else if (options && options.all) {
+      callback(null, [{ address: '127.0.0.1', family: 4 }]);
+    } else {
+      callback(null, '127.0.0.1', 4);
+    }
+  };
+  return new Agent({ connect: { lookup } });
+}
+
+function cimdConfiguration() {
+  if (CIMD_HOSTS.size === 0) {
+    return {};
+  }
+  const dispatcher = cimdDispatcher();
+  return {
+    fetch: (url, options) => globalThis.fetch(url, { ...options, dispatcher }),
+    cimdFeature: { enabled: true, ack: 'draft-02' },
+  };
+}
+
 // ---------------------------------------------------------------- provider
 
 function providerConfiguration() {
+  const { fetch: cimdFetch, cimdFeature } = cimdConfiguration();
   return {
+    ...(cimdFetch === undefined ? {} : { fetch: cimdFetch }),
     adapter: TestAdapter,
     // Fixed keys so cookies stay valid for the whole run and the "dev keys" warning goes away.
     cookies: { keys: ['dcr-gateway-test-cookie-key-1'] },
@@ -220,6 +266,7 @@ function providerConfiguration() {
         : { enabled: true, initialAccessToken: REGISTRATION_IAT },
       registrationManagement: { enabled: true, rotateRegistrationAccessToken: true },
       clientCredentials: { enabled: true },
+      ...(cimdFeature === undefined ? {} : { clientIdMetadataDocument: cimdFeature }),
       introspection: { enabled: true },
       revocation: { enabled: true },
       resourceIndicators: {

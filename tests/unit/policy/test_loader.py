@@ -20,8 +20,8 @@ from gateway.uri.parse import RedirectURI, parse_redirect_uri
 from tests.support.paths import ROOT
 
 TOP_KEYS = (
-    "known keys: approval, cleanup, client, initial_access_tokens, mode, on_storage_error, "
-    "quotas, rate_limits, redirect_uris, version"
+    "known keys: approval, cimd, cleanup, client, initial_access_tokens, mode, "
+    "on_storage_error, quotas, rate_limits, redirect_uris, version"
 )
 
 REPO = ROOT

@@ -1,0 +1,507 @@
+"""Client ID Metadata Document clients at the authorization and token endpoints.
+
+A CIMD client never registers: its ``client_id`` is an https URL, and the server fetches
+the document there.  Every request naming such a client is decided here, under the
+tenant's policy, before anything reaches the upstream, and writes one ``cimd.decision``
+audit event (the URL, the decision and rule, the vendor, whether the document came from
+the cache or a fetch, and the fetch's status and time; never a secret).
+
+``cimd.mode: bridge`` (the upstream has no CIMD): on a client's first authorization
+request the document is fetched and judged, and an upstream client is registered from
+the judged metadata through the same guarded path a registration takes (audited as a
+``registration`` with ``source: cimd``), recorded in the registry (source ``cimd``) and
+mapped from the URL in storage, so every replica, and every later connection, reuses it.
+Requests then go upstream with ``client_id`` rewritten to that client's id, at the
+authorization endpoint (query or form body) and at the token, PAR, revocation and
+introspection endpoints (form body).  A document that changed since the mapping was made
+is judged again: refused, the mapping is not used.  Public clients (``none``) only, for
+now: a ``private_key_jwt`` document is refused (``cimd.unsupported_auth``).
+
+``cimd.mode: police`` (the upstream has CIMD): the document is fetched and judged the same
+way, and the request is forwarded unchanged when allowed; the upstream fetches the
+document again itself, so a document that changes between the two fetches is judged by
+the gateway in one version and used in another (docs/cimd.md says so).
+
+A refusal at the authorization endpoint is a 400 page (JSON when the client asks for it),
+never a redirect: the redirect URIs were not validated (RFC 9700 §4.11.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote_plus
+
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway import rules
+from gateway.audit.events import REGISTRATION_EVENT, AuditRecord
+from gateway.cimd.fetch import Fetched, FetchError
+from gateway.cimd.judge import judge_document
+from gateway.errors import OAuthError
+from gateway.http.exchange import Exchange
+from gateway.http.routes import Kind, Target
+from gateway.oauth.body import serialize
+from gateway.policy.decision import Decision, RequestContext
+from gateway.ratelimit.keys import RateFacts, vendor_bucket
+from gateway.registration.forward import publish_client_uri
+from gateway.registration.register import reserve_registration_quota, upstream_authorization
+from gateway.registry.entry import Source, Status
+from gateway.registry.record import record_client
+from gateway.state import Gateway
+from gateway.storage import StorageError
+from gateway.upstream.client import read_guarded
+from gateway.upstream.passthrough import pass_through
+from gateway.uri.parse import URIRefusal, parse_metadata_url, parse_redirect_uri
+
+EVENT = "cimd.decision"
+#: How long a replica waits for another one registering the same document's client.
+CLAIM_TTL = 30.0
+AUTH_METHODS = frozenset({"none"})
+
+
+def is_url_client_id(value: str) -> bool:
+    """Whether a ``client_id`` is a metadata document URL rather than an issued id."""
+    head = value[:8].lower()
+    return head.startswith("https://") or head.startswith("http://")
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """A document URL's bridged upstream client."""
+
+    client_id: str
+    document_digest: str
+    registered_at: float
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "client_id": self.client_id,
+                "document_digest": self.document_digest,
+                "registered_at": self.registered_at,
+            }
+        ).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> Mapping | None:
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            return cls(
+                str(data["client_id"]), str(data["document_digest"]), float(data["registered_at"])
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def mapping_key(tenant: str | None, url: str) -> str:
+    return f"cimd:map:{tenant or ''}:{hashlib.sha256(url.encode('utf-8')).hexdigest()}"
+
+
+def document_digest(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+async def handle(
+    request: web.Request,
+    gateway: Gateway,
+    target: Target,
+    url: str,
+    body: bytes | None,
+) -> web.StreamResponse:
+    """Decide on a request naming the CIMD client ``url``; forward it when allowed."""
+    exchange = Exchange(request, gateway, EVENT, target.tenant)
+    record = exchange.record
+    record.extra.update(
+        client_id_url=url,
+        endpoint="authorization" if target.kind is Kind.AUTHORIZE else "token",
+        mode=gateway.settings.cimd.mode,
+    )
+
+    async def work() -> web.StreamResponse:
+        upstream_id = await _decide(request, gateway, target, url, body, record)
+        record.decision = "allowed"
+        if upstream_id is None:  # police mode: forwarded as it came
+            return await pass_through(request, gateway, body=body)
+        rel_url, new_body = rewrite(request, body, url, upstream_id)
+        return await pass_through(request, gateway, body=new_body, rel_url=rel_url)
+
+    if target.kind is Kind.AUTHORIZE:
+        return await exchange.run_page(work(), wants_json=_wants_json(request))
+    return await exchange.run(work())
+
+
+async def _decide(
+    request: web.Request,
+    gateway: Gateway,
+    target: Target,
+    url: str,
+    body: bytes | None,
+    record: AuditRecord,
+) -> str | None:
+    """The upstream client id to use (bridge), ``None`` to forward unchanged (police);
+    raises the refusal."""
+    settings = gateway.settings.cimd
+    policy = gateway.policies.for_tenant(target.tenant)
+    record.note_policy(policy)
+    if not settings.enabled:
+        raise rules.CIMD_DISABLED.refuse(
+            "this server does not take Client ID Metadata Documents as client ids"
+        )
+    parsed = parse_metadata_url(url)
+    if isinstance(parsed, URIRefusal) or "#" in url or parsed.path in ("", "/"):
+        raise rules.CIMD_INVALID_URL.refuse(
+            "the client id is not a valid metadata document URL "
+            "(draft-ietf-oauth-client-id-metadata-document section 3)"
+        )
+    fetched = await _fetch(gateway, url, record)
+    decision = judge_document(policy, url, fetched.document, RequestContext(record.client_ip))
+    record.note_request(decision.metadata)
+    record.note_decision(decision)
+    if decision.error is not None:
+        raise decision.error
+    if target.kind is Kind.AUTHORIZE:
+        _check_redirect_uri(_redirect_uris(request, body), fetched.document)
+    if settings.mode == "police":
+        return None
+    method = decision.metadata.get("token_endpoint_auth_method", "none")
+    if method not in AUTH_METHODS:
+        raise rules.CIMD_UNSUPPORTED_AUTH.refuse(
+            f"token_endpoint_auth_method {method} is not bridged yet; use none"
+        )
+    digest = document_digest(fetched.document)
+    storage = gateway.storage
+    key = mapping_key(target.tenant, url)
+    try:
+        mapping = Mapping.from_bytes(await storage.get(key))
+    except StorageError:
+        raise rules.storage_unavailable() from None
+    if mapping is None or mapping.document_digest != digest:
+        if target.kind is not Kind.AUTHORIZE and mapping is None:
+            # A token request for a client never bridged: nothing to rewrite it to.
+            raise rules.CIMD_NOT_BRIDGED.refuse(
+                "no client is bridged for this metadata document yet; start at the "
+                "authorization endpoint"
+            )
+        if mapping is None or target.kind is Kind.AUTHORIZE:
+            mapping = await _bridge(request, gateway, target, url, decision, digest, mapping)
+    record.extra["bridged_client_id"] = mapping.client_id
+    status = await _status(gateway, target.tenant, mapping.client_id)
+    if status is Status.PENDING:
+        raise rules.CLIENT_PENDING.refuse("the client awaits approval by an administrator")
+    if status in (Status.REJECTED, Status.DELETED):
+        if status is Status.REJECTED:
+            raise rules.CLIENT_REJECTED.refuse("the client was rejected by an administrator")
+        # Deleted by cleanup: bridge anew on the next authorization request.
+        await _forget_mapping(gateway, key)
+        if target.kind is Kind.AUTHORIZE:
+            mapping = await _bridge(request, gateway, target, url, decision, digest, None)
+            record.extra["bridged_client_id"] = mapping.client_id
+        else:
+            raise rules.CLIENT_DELETED.refuse("the client is no longer registered")
+    return mapping.client_id
+
+
+async def _fetch(gateway: Gateway, url: str, record: AuditRecord) -> Fetched:
+    fetcher = gateway.cimd_fetcher
+    assert fetcher is not None
+    try:
+        fetched = await fetcher.fetch(url)
+    except FetchError as exc:
+        record.extra.update(fetch_status=exc.status, fetch_ms=exc.elapsed_ms, cache="miss")
+        kind = exc.rule.rsplit(".", 1)[-1]
+        raise rules.CIMD_FETCH.refuse_as(f"cimd.fetch.{kind}", exc.description) from None
+    record.extra.update(
+        cache="hit" if fetched.cache_hit else "fetch",
+        fetch_status=fetched.status,
+        fetch_ms=round(fetched.elapsed_ms, 3),
+    )
+    return fetched
+
+
+def _redirect_uris(request: web.Request, body: bytes | None) -> list[str]:
+    """Every ``redirect_uri`` of an authorization request: its query and, posted as a
+    form (OIDC Core §3.1.2.1), its body."""
+    found = list(request.rel_url.query.getall("redirect_uri", []))
+    if body:
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            form = {}
+        found += form.get("redirect_uri", [])
+    return found
+
+
+def _check_redirect_uri(requested: list[str], document: dict[str, Any]) -> None:
+    """The requested ``redirect_uri`` must be one of the document's: exactly, but for the
+    port of a loopback URI (RFC 8252 §7.3: native clients pick one at run time)."""
+    allowed = document.get("redirect_uris") or []
+    if not requested:
+        if len(allowed) == 1:
+            return
+        raise rules.CIMD_REDIRECT_URI.refuse("redirect_uri is required with several registered")
+    if len(requested) > 1:
+        raise rules.CIMD_REDIRECT_URI.refuse("more than one redirect_uri")
+    if not any(_same_redirect(requested[0], a) for a in allowed if isinstance(a, str)):
+        raise rules.CIMD_REDIRECT_URI.refuse(
+            "the redirect_uri is not one of the metadata document's"
+        )
+
+
+def _same_redirect(requested: str, registered: str) -> bool:
+    if requested == registered:
+        return True
+    got, want = parse_redirect_uri(requested), parse_redirect_uri(registered)
+    if isinstance(got, URIRefusal) or isinstance(want, URIRefusal):
+        return False
+    if not (got.is_loopback and want.is_loopback):
+        return False
+    return (got.scheme, got.host, got.path, got.query) == (
+        want.scheme,
+        want.host,
+        want.path,
+        want.query,
+    )
+
+
+async def _status(gateway: Gateway, tenant: str | None, client_id: str) -> Status | None:
+    try:
+        return await gateway.gate.status(tenant, client_id)
+    except StorageError:
+        raise rules.storage_unavailable() from None
+
+
+async def _forget_mapping(gateway: Gateway, key: str) -> None:
+    try:
+        await gateway.storage.delete(key)
+    except StorageError:
+        raise rules.storage_unavailable() from None
+
+
+async def _bridge(
+    request: web.Request,
+    gateway: Gateway,
+    target: Target,
+    url: str,
+    decision: Decision,
+    digest: str,
+    previous: Mapping | None,
+) -> Mapping:
+    """Register (or, the document having changed, update) the upstream client for ``url``,
+    once across replicas: a claim in storage; the others wait for its mapping."""
+    storage = gateway.storage
+    key = mapping_key(target.tenant, url)
+    claim = f"{key}:claim"
+    try:
+        if not await storage.set_new(claim, b"1", CLAIM_TTL):
+            return await _wait_for(gateway, key, digest)
+        try:
+            current = Mapping.from_bytes(await storage.get(key))
+            if current is not None and current.document_digest == digest:
+                return current
+            mapping = await _register(request, gateway, target, url, decision, digest, previous)
+            await storage.set(key, mapping.to_bytes())
+            return mapping
+        finally:
+            await storage.delete(claim)
+    except StorageError:
+        raise rules.storage_unavailable() from None
+
+
+async def _wait_for(gateway: Gateway, key: str, digest: str) -> Mapping:
+    deadline = time.monotonic() + gateway.settings.upstream.timeout + 1.0
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        mapping = Mapping.from_bytes(await gateway.storage.get(key))
+        if mapping is not None and mapping.document_digest == digest:
+            return mapping
+    raise rules.CIMD_BRIDGE_FAILED.refuse("another request is bridging this client; retry")
+
+
+async def _register(
+    request: web.Request,
+    gateway: Gateway,
+    target: Target,
+    url: str,
+    decision: Decision,
+    digest: str,
+    previous: Mapping | None,
+) -> Mapping:
+    """One guarded registration upstream for the document, audited as a registration."""
+    policy = gateway.policies.for_tenant(target.tenant)
+    caller = gateway.identify(request)
+    record = AuditRecord(
+        event=REGISTRATION_EVENT,
+        request_id=caller.request_id,
+        client_ip=caller.client_ip,
+        user_agent=request.headers.get("User-Agent"),
+        method="POST",
+        path=_registration_path(gateway, target),
+        tenant=target.tenant,
+    )
+    record.note_policy(policy)
+    metadata = bridged_metadata(decision.metadata)
+    record.note_request(metadata)
+    record.note_decision(decision)
+    record.extra.update(source="cimd", client_id_url=url)
+    if previous is not None:
+        record.extra["replaces"] = previous.client_id
+    started = time.perf_counter()
+    vendor_key = vendor_bucket(decision.vendor, record.client_name)
+    facts = RateFacts(
+        client_ip=record.client_ip,
+        software_id=record.software_id,
+        vendor=decision.vendor,
+        client_name=record.client_name,
+        tenant=target.tenant,
+    )
+    reservation = hold = None
+    created = False
+    try:
+        # The same controls as a registration: a flood of document URLs (a wildcard DNS
+        # name is enough) must not create unbounded upstream clients.
+        reservation, record.storage_error = await gateway.limiter.acquire(
+            policy, facts, scope=gateway.policies.scope(target.tenant), registering=True
+        )
+        hold = await reserve_registration_quota(gateway, policy, target.tenant, vendor_key, record)
+        answer, status = await _post_registration(gateway, caller, record, metadata)
+        if (status != 201 and status != 200) or record.client_id is None:
+            raise rules.CIMD_BRIDGE_FAILED.refuse(
+                f"the authorization server answered {status} to the bridged registration"
+            )
+        created = True
+        record.status = status
+        await record_client(
+            gateway,
+            policy,
+            target.tenant,
+            answer,
+            record,
+            vendor_key=vendor_key,
+            managed=decision.vendor is not None,
+            token_name=None,
+            source=Source.CIMD,
+        )
+        return Mapping(record.client_id, digest, time.time())
+    except OAuthError as error:
+        record.note_error(error)
+        raise
+    finally:
+        if not created:
+            with contextlib.suppress(StorageError):
+                if reservation is not None:
+                    await reservation.release()
+                if hold is not None:
+                    await hold.release()
+        record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        gateway.audit.write(record)
+
+
+async def _post_registration(
+    gateway: Gateway, caller: Any, record: AuditRecord, metadata: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    payload = serialize(metadata)
+    headers = CIMultiDict(
+        {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(payload)),
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+        }
+    )
+    authorization = upstream_authorization(gateway)
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    public = gateway.settings.public_url
+    headers["X-Forwarded-Host"] = public.raw_authority
+    headers["X-Forwarded-Proto"] = public.scheme
+    url = gateway.upstream.url_for(URL(record.path, encoded=True))
+    async with gateway.upstream.send("POST", url, headers, payload) as answer:
+        body, _ = await read_guarded(answer, gateway.settings.limits.max_response_bytes)
+        record.note_answer(answer.status, body)
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = {}
+        if not isinstance(document, dict):
+            document = {}
+        publish_client_uri(document, gateway)
+        return document, answer.status
+
+
+def bridged_metadata(judged: dict[str, Any]) -> dict[str, Any]:
+    """What the bridged client is registered with: the judged metadata; a document whose
+    redirect URIs are loopback ones and that names no ``application_type`` is a native
+    client (RFC 8252 §7.3: it picks the port at run time, which a web client may not)."""
+    metadata = dict(judged)
+    uris = metadata.get("redirect_uris") or []
+    loopback = []
+    for uri in uris:
+        parsed = parse_redirect_uri(uri) if isinstance(uri, str) else None
+        loopback.append(
+            parsed is not None and not isinstance(parsed, URIRefusal) and parsed.is_loopback
+        )
+    if uris and all(loopback) and "application_type" not in metadata:
+        metadata["application_type"] = "native"
+    return metadata
+
+
+def _is_loopback(uri: object) -> bool:
+    parsed = parse_redirect_uri(uri) if isinstance(uri, str) else None
+    return parsed is not None and not isinstance(parsed, URIRefusal) and parsed.is_loopback
+
+
+def _registration_path(gateway: Gateway, target: Target) -> str:
+    profile = gateway.router.profile
+    if target.tenant is not None and hasattr(profile, "registration_path"):
+        return str(profile.registration_path(target.tenant))
+    paths = getattr(profile, "registration_paths", ())
+    return paths[0] if paths else "/register"
+
+
+def rewrite(
+    request: web.Request, body: bytes | None, url: str, client_id: str
+) -> tuple[URL, bytes | None]:
+    """The request target and body with every ``client_id`` parameter that is ``url``
+    replaced by ``client_id``; every other byte as it came."""
+    rel = request.rel_url
+    query = _replace_parameter(rel.raw_query_string, url, client_id)
+    if query is not None:
+        rel = URL.build(path=rel.raw_path, query_string=query, encoded=True)
+    if body:
+        try:
+            text = body.decode("ascii")
+        except UnicodeDecodeError:
+            return rel, body
+        replaced = _replace_parameter(text, url, client_id)
+        if replaced is not None:
+            body = replaced.encode("ascii")
+    return rel, body
+
+
+def _replace_parameter(encoded: str, url: str, client_id: str) -> str | None:
+    """``encoded`` (``application/x-www-form-urlencoded``) with each ``client_id=<url>``
+    replaced; ``None`` when there is none."""
+    parts = encoded.split("&")
+    changed = False
+    for index, part in enumerate(parts):
+        key, _, value = part.partition("=")
+        if unquote_plus(key) == "client_id" and unquote_plus(value) == url:
+            parts[index] = "client_id=" + quote(client_id, safe="")
+            changed = True
+    return "&".join(parts) if changed else None
+
+
+def _wants_json(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
