@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from typing import Any
 
 import trustme
 from aiohttp import web
+
+from tests.support.tls_server import TlsAppServer
 
 #: The names on the certificate (and resolved to 127.0.0.1 by the gateway's fetcher).
 HOSTS = (
@@ -58,17 +59,13 @@ class Answer:
         return json.dumps(self.document).encode("utf-8")
 
 
-class DocumentServer:
+class DocumentServer(TlsAppServer):
     """``async with DocumentServer(cert) as docs: docs.serve(host, path, document)``."""
 
     def __init__(self, cert: trustme.LeafCert) -> None:
-        self._cert = cert
+        super().__init__(cert)
         self._answers: dict[tuple[str, str], Answer] = {}
         self.hits: Counter[tuple[str, str]] = Counter()
-        self.connections = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
 
     # -- configuration ----------------------------------------------------------------
 
@@ -92,32 +89,10 @@ class DocumentServer:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    async def __aenter__(self) -> DocumentServer:
+    def application(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._cert.configure_cert(context)
-        handler = self._runner.server
-        assert handler is not None
-
-        def factory() -> Any:
-            self.connections += 1
-            return handler()
-
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(factory, "127.0.0.1", 0, ssl=context)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._server is not None:
-            self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._server is not None:
-            await self._server.wait_closed()
+        return app
 
     # -- answering --------------------------------------------------------------------
 

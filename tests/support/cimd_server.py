@@ -36,13 +36,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trustme
 from aiohttp import web
+
+from tests.support.tls_server import TlsAppServer
 
 BIG = 6 * 1024
 #: Caching headers of the ``/cache/{name}.json`` routes.
@@ -75,48 +76,22 @@ def _json(payload: Any, **headers: str) -> web.Response:
     )
 
 
-class CimdServer:
+class CimdServer(TlsAppServer):
     """The document server; ``async with CimdServer(cert) as server: server.url(...)``."""
 
     def __init__(self, cert: trustme.LeafCert) -> None:
-        self._cert = cert
+        super().__init__(cert)
         self.hits: Counter[str] = Counter()
         #: The request headers of every request, in order.
         self.requests: list[dict[str, str]] = []
-        self.connections = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
 
     def url(self, host: str, path: str) -> str:
         return f"https://{host}:{self.port}{path}"
 
-    async def __aenter__(self) -> CimdServer:
+    def application(self) -> web.Application:
         app = web.Application(middlewares=[self._count])
         app.add_routes(self._routes())
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._cert.configure_cert(context)
-        handler = self._runner.server
-        assert handler is not None
-
-        def factory() -> Any:
-            self.connections += 1
-            return handler()
-
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(factory, "127.0.0.1", 0, ssl=context)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._server is not None:
-            self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._server is not None:
-            await self._server.wait_closed()
+        return app
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
