@@ -47,6 +47,7 @@ from gateway.cimd.fetch import Fetched, FetchError
 from gateway.cimd.judge import judge_document
 from gateway.errors import OAuthError
 from gateway.http.exchange import Exchange
+from gateway.http.pages import wants_json
 from gateway.http.routes import Kind, Target
 from gateway.oauth.body import serialize
 from gateway.policy.decision import Decision, RequestContext
@@ -137,7 +138,7 @@ async def handle(
         return await pass_through(request, gateway, body=new_body, rel_url=rel_url)
 
     if target.kind is Kind.AUTHORIZE:
-        return await exchange.run_page(work(), wants_json=_wants_json(request))
+        return await exchange.run_page(work(), wants_json=wants_json(request))
     return await exchange.run(work())
 
 
@@ -462,11 +463,10 @@ def _is_loopback(uri: object) -> bool:
 
 
 def _registration_path(gateway: Gateway, target: Target) -> str:
-    profile = gateway.router.profile
-    if target.tenant is not None and hasattr(profile, "registration_path"):
-        return str(profile.registration_path(target.tenant))
-    paths = getattr(profile, "registration_paths", ())
-    return paths[0] if paths else "/register"
+    path = gateway.router.profile.registration_path(target.tenant)
+    if path is None:
+        raise rules.CIMD_BRIDGE_FAILED.refuse("the upstream's registration endpoint is unknown")
+    return path
 
 
 def rewrite(
@@ -500,8 +500,3 @@ def _replace_parameter(encoded: str, url: str, client_id: str) -> str | None:
             parts[index] = "client_id=" + quote(client_id, safe="")
             changed = True
     return "&".join(parts) if changed else None
-
-
-def _wants_json(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    return "application/json" in accept and "text/html" not in accept

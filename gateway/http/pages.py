@@ -88,3 +88,10 @@ def page_or_json(error: OAuthError, request_id: str, *, wants_json: bool) -> web
     if blocked:
         return status_page(error, request_id)
     return refusal_page(error, request_id, status=400)
+
+
+def wants_json(request: web.Request) -> bool:
+    """Whether an authorization request asked for JSON rather than a page (a client
+    library, not a browser: it sends ``Accept: application/json`` and no ``text/html``)."""
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept

@@ -53,6 +53,10 @@ class Profile(Protocol):
 
     def knows_registration(self) -> bool: ...
 
+    def registration_path(self, tenant: str | None) -> str | None:
+        """The tenant's registration path, gateway-relative."""
+        ...
+
 
 class Router:
     """The deployment's profile, behind one method."""

@@ -49,6 +49,10 @@ class GenericProfile:
     def knows_registration(self) -> bool:
         return bool(self._register)
 
+    def registration_path(self, tenant: str | None) -> str | None:
+        """Where the gateway itself registers (a bridged CIMD client): the first path."""
+        return self._registration_path
+
     def classify(self, raw_path: str) -> Target:
         segments = canonical_segments(raw_path)
         folded = "/" + "/".join(segments).casefold()

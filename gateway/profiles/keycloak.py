@@ -68,7 +68,10 @@ class KeycloakProfile:
     def knows_registration(self) -> bool:
         return True
 
-    def registration_path(self, realm: str) -> str:
+    def registration_path(self, realm: str | None) -> str:
+        """A realm's OIDC registration path; every Keycloak path names its realm."""
+        if realm is None:
+            raise ValueError("the keycloak profile has no registration path outside a realm")
         return f"{self.prefix}/realms/{_q(realm)}/clients-registrations/{OIDC_PROVIDER}"
 
     def classify(self, raw_path: str) -> Target:

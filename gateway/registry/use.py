@@ -29,7 +29,7 @@ from gateway.cimd import bridge as cimd
 from gateway.cimd.bridge import is_url_client_id
 from gateway.errors import OAuthError
 from gateway.http.exchange import Exchange
-from gateway.http.pages import STATUS_PAGES, status_page
+from gateway.http.pages import wants_json
 from gateway.http.routes import Kind, Target
 from gateway.policy.model import OnStorageError
 from gateway.registry.entry import Status
@@ -166,17 +166,13 @@ async def _refuse(
     exchange = Exchange(request, gateway, EVENT, target.tenant)
     exchange.record.client_id = client_id
     exchange.record.note_policy(gateway.policies.for_tenant(target.tenant))
-    if target.kind is Kind.AUTHORIZE and error.rule in STATUS_PAGES:
-        exchange.record.note_error(error)
-        exchange.record.extra["endpoint"] = "authorization"
-
-        async def page() -> web.StreamResponse:
-            return status_page(error, exchange.record.request_id)
-
-        return await exchange.run(page())
-    exchange.record.extra["endpoint"] = "token"
 
     async def refusal() -> web.StreamResponse:
         raise error
 
+    if target.kind is Kind.AUTHORIZE:
+        # A browser is looking: a page (403 for a blocked client), or JSON when asked.
+        exchange.record.extra["endpoint"] = "authorization"
+        return await exchange.run_page(refusal(), wants_json=wants_json(request))
+    exchange.record.extra["endpoint"] = "token"
     return await exchange.run(refusal())
