@@ -51,6 +51,10 @@ import * as http from 'node:http';
 
 import Provider from 'oidc-provider';
 
+import {
+  SCOPES, failRequest, originProblem, readBody, requestUrl, sendJson,
+} from './common.mjs';
+
 // ---------------------------------------------------------------- configuration
 
 const KNOWN_ARGS = new Set(['port', 'host', 'issuer', 'test-endpoints']);
@@ -84,7 +88,6 @@ const CIMD_HOSTS = new Set(
   (process.env.CIMD_HOSTS ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
 );
 
-const SCOPES = ['openid', 'offline_access', 'profile', 'email', 'mcp:execute'];
 
 // ---------------------------------------------------------------- storage
 
@@ -293,25 +296,7 @@ function providerConfiguration() {
 
 // ---------------------------------------------------------------- /__test/ endpoints
 
-function sendJson(res, status, value, extraHeaders = {}) {
-  const body = Buffer.from(JSON.stringify(value));
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': body.length,
-    'Cache-Control': 'no-store',
-    ...extraHeaders,
-  });
-  res.end(body);
-}
 
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    req.on('data', (chunk) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
 
 function headersFromRaw(rawHeaders) {
   const headers = {};
@@ -428,56 +413,9 @@ async function handleTest(req, res, url) {
 
 // ---------------------------------------------------------------- request safety
 
-// The target as a URL, or null when the WHATWG parser rejects it (e.g. `//h:99999/x`, whose
-// protocol-relative form names an impossible port, or `http://[/x`).
-function requestUrl(req) {
-  try {
-    return new URL(req.url, 'http://localhost');
-  } catch {
-    return null;
-  }
-}
 
-// Whether oidc-provider can build URLs for this request. With `provider.proxy` koa takes the
-// origin from the first X-Forwarded-Proto / X-Forwarded-Host value (else Host), and the provider
-// resolves every endpoint against it: `X-Forwarded-Host: h:99999` or `Host: [::1` would only earn
-// a 500 from deep inside the provider.
-function firstValue(value) {
-  return (Array.isArray(value) ? value[0] : (value ?? '')).split(',', 1)[0].trim();
-}
 
-function originProblem(req) {
-  const proto = firstValue(req.headers['x-forwarded-proto']).toLowerCase() || 'http';
-  if (proto !== 'http' && proto !== 'https') {
-    return 'X-Forwarded-Proto must be http or https';
-  }
-  const host = firstValue(req.headers['x-forwarded-host']) || firstValue(req.headers.host);
-  if (host === '') {
-    return null; // HTTP/1.0 without Host: the provider answers that itself
-  }
-  try {
-    new URL(`${proto}://${host}/`); // eslint-disable-line no-new
-    return null;
-  } catch {
-    return 'the Host / X-Forwarded-Host header is not a valid host[:port]';
-  }
-}
 
-// Answer a failed request with a JSON error if nothing was sent yet, else drop the connection:
-// once headers are out, no status can follow.
-function failRequest(res, status, error, description) {
-  try {
-    if (res.headersSent || res.writableEnded || res.destroyed) {
-      res.destroy();
-      return;
-    }
-    // The request body may be unread or half-read: don't reuse the connection.
-    sendJson(res, status, { error, error_description: description }, { Connection: 'close' });
-  } catch (err) {
-    console.error('cannot send an error answer', err);
-    res.destroy();
-  }
-}
 
 function dispatchFailed(req, res, err) {
   if (req.destroyed && err?.code === 'ECONNRESET') {
