@@ -584,8 +584,25 @@ CIMD_UNSUPPORTED_AUTH = _rule(
     "cimd.unsupported_auth",
     InvalidClient,
     Stage.GATEWAY,
-    "bridge mode takes public clients (`none`) only, for now; `private_key_jwt` documents "
-    "are refused",
+    "bridge mode takes `none` and `private_key_jwt` clients; another "
+    "`token_endpoint_auth_method`, or `private_key_jwt` without `registry.key_env` on shared "
+    "storage (the bridged client's secret is kept sealed), is refused",
+)
+CIMD_CLIENT_AUTH = _rule(
+    "cimd.client_auth",
+    InvalidClient,
+    Stage.GATEWAY,
+    "a bridged client's authentication at the token endpoint failed: a `private_key_jwt` "
+    "client's assertion is missing, badly signed, for another audience, expired, too "
+    "long-lived or replayed (RFC 7523 §3); a `none` client sent credentials",
+)
+CIMD_JWKS = _rule(
+    "cimd.jwks",
+    InvalidClient,
+    Stage.GATEWAY,
+    "a `private_key_jwt` document's keys cannot be used: neither or both of `jwks` and "
+    "`jwks_uri`, a `jwks_uri` that cannot be fetched safely, private or symmetric key "
+    "material, no signing key",
 )
 CIMD_FETCH = _rule(
     "cimd.fetch.<kind>",

@@ -14,8 +14,11 @@ mapped from the URL in storage, so every replica, and every later connection, re
 Requests then go upstream with ``client_id`` rewritten to that client's id, at the
 authorization endpoint (query or form body) and at the token, PAR, revocation and
 introspection endpoints (form body).  A document that changed since the mapping was made
-is judged again: refused, the mapping is not used.  Public clients (``none``) only, for
-now: a ``private_key_jwt`` document is refused (``cimd.unsupported_auth``).
+is judged again: refused, the mapping is not used (every request judges the current
+document, at both endpoints); allowed, the upstream client is updated (RFC 7592, see
+:mod:`gateway.cimd.provision`).  Public clients (``none``) are bridged as public clients;
+``private_key_jwt`` clients as confidential ones whose assertions the gateway verifies
+itself (:mod:`gateway.cimd.client_auth`).
 
 ``cimd.mode: police`` (the upstream has CIMD): the document is fetched and judged the same
 way, and the request is forwarded unchanged when allowed; the upstream fetches the
@@ -29,79 +32,48 @@ never a redirect: the redirect URIs were not validated (RFC 9700 §4.11.2).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote_plus
 
 from aiohttp import web
-from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import rules
-from gateway.audit.events import REGISTRATION_EVENT, AuditRecord
+from gateway.audit.events import AuditRecord
+from gateway.cimd.client_auth import (
+    authenticate,
+    check_keys,
+    upstream_authorization,
+    without_assertion,
+)
 from gateway.cimd.fetch import Fetched, FetchError
 from gateway.cimd.judge import judge_document
-from gateway.errors import OAuthError
+from gateway.cimd.provision import Mapping, register, update
 from gateway.http.exchange import Exchange
 from gateway.http.pages import wants_json
 from gateway.http.routes import Kind, Target
-from gateway.oauth.body import serialize
 from gateway.policy.decision import Decision, RequestContext
-from gateway.ratelimit.keys import RateFacts, vendor_bucket
-from gateway.registration.forward import publish_client_uri
-from gateway.registration.register import reserve_registration_quota, upstream_authorization
-from gateway.registry.entry import Source, Status
-from gateway.registry.record import record_client
+from gateway.registry.entry import Status
 from gateway.state import Gateway
 from gateway.storage import StorageError
-from gateway.upstream.client import read_guarded
 from gateway.upstream.passthrough import pass_through
 from gateway.uri.parse import URIRefusal, parse_metadata_url, parse_redirect_uri
+
+__all__ = ["Mapping", "handle", "is_url_client_id", "mapping_key", "rewrite"]
 
 EVENT = "cimd.decision"
 #: How long a replica waits for another one registering the same document's client.
 CLAIM_TTL = 30.0
-AUTH_METHODS = frozenset({"none"})
+AUTH_METHODS = frozenset({"none", "private_key_jwt"})
 
 
 def is_url_client_id(value: str) -> bool:
     """Whether a ``client_id`` is a metadata document URL rather than an issued id."""
     head = value[:8].lower()
     return head.startswith("https://") or head.startswith("http://")
-
-
-@dataclass(frozen=True, slots=True)
-class Mapping:
-    """A document URL's bridged upstream client."""
-
-    client_id: str
-    document_digest: str
-    registered_at: float
-
-    def to_bytes(self) -> bytes:
-        return json.dumps(
-            {
-                "client_id": self.client_id,
-                "document_digest": self.document_digest,
-                "registered_at": self.registered_at,
-            }
-        ).encode("utf-8")
-
-    @classmethod
-    def from_bytes(cls, raw: bytes | None) -> Mapping | None:
-        if raw is None:
-            return None
-        try:
-            data = json.loads(raw)
-            return cls(
-                str(data["client_id"]), str(data["document_digest"]), float(data["registered_at"])
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
 
 
 def mapping_key(tenant: str | None, url: str) -> str:
@@ -130,12 +102,23 @@ async def handle(
     )
 
     async def work() -> web.StreamResponse:
-        upstream_id = await _decide(request, gateway, target, url, body, record)
+        mapping = await _decide(request, gateway, target, url, body, record)
         record.decision = "allowed"
-        if upstream_id is None:  # police mode: forwarded as it came
+        if mapping is None:  # police mode: forwarded as it came
             return await pass_through(request, gateway, body=body)
-        rel_url, new_body = rewrite(request, body, url, upstream_id)
-        return await pass_through(request, gateway, body=new_body, rel_url=rel_url)
+        rel_url, new_body = rewrite(request, body, url, mapping.client_id)
+        headers = None
+        if target.kind is Kind.TOKEN and mapping.sealed_secret is not None:
+            secret = gateway.sealer.unseal(mapping.sealed_secret)
+            if secret is None:
+                raise rules.CIMD_BRIDGE_FAILED.refuse(
+                    "the bridged client's secret cannot be read with the configured keys"
+                )
+            new_body = without_assertion(new_body)
+            headers = {"Authorization": upstream_authorization(mapping.client_id, secret)}
+        return await pass_through(
+            request, gateway, body=new_body, rel_url=rel_url, set_headers=headers
+        )
 
     if target.kind is Kind.AUTHORIZE:
         return await exchange.run_page(work(), wants_json=wants_json(request))
@@ -149,8 +132,8 @@ async def _decide(
     url: str,
     body: bytes | None,
     record: AuditRecord,
-) -> str | None:
-    """The upstream client id to use (bridge), ``None`` to forward unchanged (police);
+) -> Mapping | None:
+    """The bridged client to use (bridge), ``None`` to forward unchanged (police);
     raises the refusal."""
     settings = gateway.settings.cimd
     policy = gateway.policies.for_tenant(target.tenant)
@@ -171,15 +154,27 @@ async def _decide(
     record.note_decision(decision)
     if decision.error is not None:
         raise decision.error
-    if target.kind is Kind.AUTHORIZE:
-        _check_redirect_uri(_redirect_uris(request, body), fetched.document)
+    if target.kind is Kind.AUTHORIZE or _is_pushed_authorization(body):
+        requested = _redirect_uris(request, body)
+        if requested or not _by_reference(request):
+            _check_redirect_uri(requested, fetched.document)
     if settings.mode == "police":
         return None
     method = decision.metadata.get("token_endpoint_auth_method", "none")
     if method not in AUTH_METHODS:
         raise rules.CIMD_UNSUPPORTED_AUTH.refuse(
-            f"token_endpoint_auth_method {method} is not bridged yet; use none"
+            f"token_endpoint_auth_method {str(method)[:40]} is not bridged; use none or "
+            "private_key_jwt"
         )
+    if method != "none" and not gateway.sealer.enabled:
+        raise rules.CIMD_UNSUPPORTED_AUTH.refuse(
+            "this gateway keeps no secrets (registry.key_env is not set), so it cannot "
+            "bridge private_key_jwt clients"
+        )
+    if method == "private_key_jwt" and target.kind is Kind.AUTHORIZE:
+        check_keys(fetched.document)
+    if target.kind is Kind.TOKEN:
+        await authenticate(request, gateway, target, url, fetched.document, body, method)
     digest = document_digest(fetched.document)
     storage = gateway.storage
     key = mapping_key(target.tenant, url)
@@ -210,7 +205,34 @@ async def _decide(
             record.extra["bridged_client_id"] = mapping.client_id
         else:
             raise rules.CLIENT_DELETED.refuse("the client is no longer registered")
-    return mapping.client_id
+    if target.kind is Kind.TOKEN and mapping.auth_method != method:
+        # The document changed kind (public <-> confidential) since the client was
+        # bridged: only a new authorization request bridges the new one.
+        raise rules.CIMD_NOT_BRIDGED.refuse(
+            "the metadata document changed its token_endpoint_auth_method; start again at "
+            "the authorization endpoint"
+        )
+    return mapping
+
+
+def _by_reference(request: web.Request) -> bool:
+    """Whether an authorization request carries its parameters elsewhere: a pushed
+    request's ``request_uri`` (RFC 9126 §4, whose ``redirect_uri`` the gateway judged at
+    the PAR endpoint) or a request object (RFC 9101), which the upstream checks against
+    the bridged client's redirect URIs, the document's."""
+    query = request.rel_url.query
+    return "request_uri" in query or "request" in query
+
+
+def _is_pushed_authorization(body: bytes | None) -> bool:
+    """Whether a token-kind request is a pushed authorization request (RFC 9126 §2.1): it
+    carries the authorization request's ``response_type``."""
+    if not body:
+        return False
+    try:
+        return "response_type" in parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return False
 
 
 async def _fetch(gateway: Gateway, url: str, record: AuditRecord) -> Fetched:
@@ -310,7 +332,11 @@ async def _bridge(
             current = Mapping.from_bytes(await storage.get(key))
             if current is not None and current.document_digest == digest:
                 return current
-            mapping = await _register(request, gateway, target, url, decision, digest, previous)
+            mapping = None
+            if previous is not None:
+                mapping = await update(request, gateway, target, url, decision, digest, previous)
+            if mapping is None:
+                mapping = await register(request, gateway, target, url, decision, digest, previous)
             await storage.set(key, mapping.to_bytes())
             return mapping
         finally:
@@ -327,146 +353,6 @@ async def _wait_for(gateway: Gateway, key: str, digest: str) -> Mapping:
         if mapping is not None and mapping.document_digest == digest:
             return mapping
     raise rules.CIMD_BRIDGE_FAILED.refuse("another request is bridging this client; retry")
-
-
-async def _register(
-    request: web.Request,
-    gateway: Gateway,
-    target: Target,
-    url: str,
-    decision: Decision,
-    digest: str,
-    previous: Mapping | None,
-) -> Mapping:
-    """One guarded registration upstream for the document, audited as a registration."""
-    policy = gateway.policies.for_tenant(target.tenant)
-    caller = gateway.identify(request)
-    record = AuditRecord(
-        event=REGISTRATION_EVENT,
-        request_id=caller.request_id,
-        client_ip=caller.client_ip,
-        user_agent=request.headers.get("User-Agent"),
-        method="POST",
-        path=_registration_path(gateway, target),
-        tenant=target.tenant,
-    )
-    record.note_policy(policy)
-    metadata = bridged_metadata(decision.metadata)
-    record.note_request(metadata)
-    record.note_decision(decision)
-    record.extra.update(source="cimd", client_id_url=url)
-    if previous is not None:
-        record.extra["replaces"] = previous.client_id
-    started = time.perf_counter()
-    vendor_key = vendor_bucket(decision.vendor, record.client_name)
-    facts = RateFacts(
-        client_ip=record.client_ip,
-        software_id=record.software_id,
-        vendor=decision.vendor,
-        client_name=record.client_name,
-        tenant=target.tenant,
-    )
-    reservation = hold = None
-    created = False
-    try:
-        # The same controls as a registration: a flood of document URLs (a wildcard DNS
-        # name is enough) must not create unbounded upstream clients.
-        reservation, record.storage_error = await gateway.limiter.acquire(
-            policy, facts, scope=gateway.policies.scope(target.tenant), registering=True
-        )
-        hold = await reserve_registration_quota(gateway, policy, target.tenant, vendor_key, record)
-        answer, status = await _post_registration(gateway, caller, record, metadata)
-        if (status != 201 and status != 200) or record.client_id is None:
-            raise rules.CIMD_BRIDGE_FAILED.refuse(
-                f"the authorization server answered {status} to the bridged registration"
-            )
-        created = True
-        record.status = status
-        await record_client(
-            gateway,
-            policy,
-            target.tenant,
-            answer,
-            record,
-            vendor_key=vendor_key,
-            managed=decision.vendor is not None,
-            token_name=None,
-            source=Source.CIMD,
-        )
-        return Mapping(record.client_id, digest, time.time())
-    except OAuthError as error:
-        record.note_error(error)
-        raise
-    finally:
-        if not created:
-            with contextlib.suppress(StorageError):
-                if reservation is not None:
-                    await reservation.release()
-                if hold is not None:
-                    await hold.release()
-        record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        gateway.audit.write(record)
-
-
-async def _post_registration(
-    gateway: Gateway, caller: Any, record: AuditRecord, metadata: dict[str, Any]
-) -> tuple[dict[str, Any], int]:
-    payload = serialize(metadata)
-    headers = CIMultiDict(
-        {
-            "Content-Type": "application/json",
-            "Content-Length": str(len(payload)),
-            "Accept": "application/json",
-            "Accept-Encoding": "identity",
-        }
-    )
-    authorization = upstream_authorization(gateway)
-    if authorization is not None:
-        headers["Authorization"] = authorization
-    public = gateway.settings.public_url
-    headers["X-Forwarded-Host"] = public.raw_authority
-    headers["X-Forwarded-Proto"] = public.scheme
-    url = gateway.upstream.url_for(URL(record.path, encoded=True))
-    async with gateway.upstream.send("POST", url, headers, payload) as answer:
-        body, _ = await read_guarded(answer, gateway.settings.limits.max_response_bytes)
-        record.note_answer(answer.status, body)
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = {}
-        if not isinstance(document, dict):
-            document = {}
-        publish_client_uri(document, gateway)
-        return document, answer.status
-
-
-def bridged_metadata(judged: dict[str, Any]) -> dict[str, Any]:
-    """What the bridged client is registered with: the judged metadata; a document whose
-    redirect URIs are loopback ones and that names no ``application_type`` is a native
-    client (RFC 8252 §7.3: it picks the port at run time, which a web client may not)."""
-    metadata = dict(judged)
-    uris = metadata.get("redirect_uris") or []
-    loopback = []
-    for uri in uris:
-        parsed = parse_redirect_uri(uri) if isinstance(uri, str) else None
-        loopback.append(
-            parsed is not None and not isinstance(parsed, URIRefusal) and parsed.is_loopback
-        )
-    if uris and all(loopback) and "application_type" not in metadata:
-        metadata["application_type"] = "native"
-    return metadata
-
-
-def _is_loopback(uri: object) -> bool:
-    parsed = parse_redirect_uri(uri) if isinstance(uri, str) else None
-    return parsed is not None and not isinstance(parsed, URIRefusal) and parsed.is_loopback
-
-
-def _registration_path(gateway: Gateway, target: Target) -> str:
-    path = gateway.router.profile.registration_path(target.tenant)
-    if path is None:
-        raise rules.CIMD_BRIDGE_FAILED.refuse("the upstream's registration endpoint is unknown")
-    return path
 
 
 def rewrite(

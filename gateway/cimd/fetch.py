@@ -600,10 +600,13 @@ class DocumentFetcher:
 
     # -- fetching ----------------------------------------------------------------------
 
-    async def fetch(self, url: str, *, now: float | None = None) -> Fetched:
+    async def fetch(
+        self, url: str, *, now: float | None = None, max_bytes: int | None = None
+    ) -> Fetched:
         """The document at ``url``, from the cache or the network; raises
         :class:`FetchError`.  Concurrent calls for one URL share one network fetch, and
-        its failure reaches each of them."""
+        its failure reaches each of them.  ``max_bytes`` replaces the configured cap (a
+        client's key set, which may hold several keys)."""
         now = time.time() if now is None else now
         hit = self.cached(url, now=now)
         if hit is not None:
@@ -612,7 +615,8 @@ class DocumentFetcher:
         task = self._inflight.get(url)
         joined = task is not None
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._fetch_and_cache(target, now))
+            cap = self.settings.max_bytes if max_bytes is None else max_bytes
+            task = asyncio.get_running_loop().create_task(self._fetch_and_cache(target, now, cap))
             self._inflight[url] = task
             task.add_done_callback(self._forget(url))
         try:
@@ -630,7 +634,7 @@ class DocumentFetcher:
 
         return done
 
-    async def _fetch_and_cache(self, target: Target, now: float) -> Fetched:
+    async def _fetch_and_cache(self, target: Target, now: float, max_bytes: int) -> Fetched:
         retry = self._limiter.acquire(target.host, now)
         if retry is not None:
             raise FetchError(
@@ -641,14 +645,16 @@ class DocumentFetcher:
             )
         started = time.perf_counter()
         try:
-            fetched = await self._fetch_network(target, now, started)
+            fetched = await self._fetch_network(target, now, started, max_bytes)
         except FetchError as exc:
             exc.elapsed_ms = _ms(started)
             raise
         self._cache.put(fetched)
         return fetched
 
-    async def _fetch_network(self, target: Target, now: float, started: float) -> Fetched:
+    async def _fetch_network(
+        self, target: Target, now: float, started: float, max_bytes: int
+    ) -> Fetched:
         session = self._session
         if session is None:
             raise RuntimeError("DocumentFetcher.start() was not called")
@@ -656,7 +662,7 @@ class DocumentFetcher:
             async with asyncio.timeout(self.settings.timeout):
                 addresses = await self._vetted_addresses(target)
                 with pinned(target.host, addresses) as attempt:
-                    return await self._get(session, target, attempt, now, started)
+                    return await self._get(session, target, attempt, now, started, max_bytes)
         except FetchError:
             raise
         except TimeoutError:
@@ -710,12 +716,13 @@ class DocumentFetcher:
         attempt: Attempt,
         now: float,
         started: float,
+        max_bytes: int,
     ) -> Fetched:
         async with session.get(URL(target.request_url, encoded=True), allow_redirects=False) as r:
             address = attempt.peer or ""
             try:
-                _check_head(r, target, self.settings.max_bytes)
-                body = await _read_capped(r, self.settings.max_bytes)
+                _check_head(r, target, max_bytes)
+                body = await _read_capped(r, max_bytes)
             except FetchError as exc:
                 exc.status, exc.address = r.status, address
                 r.close()

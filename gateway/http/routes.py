@@ -57,6 +57,12 @@ class Profile(Protocol):
         """The tenant's registration path, gateway-relative."""
         ...
 
+    def audience_paths(self, tenant: str | None) -> tuple[str, ...]:
+        """The gateway-relative paths naming the tenant's authorization server: its issuer
+        first, then the endpoints where clients are used (a client assertion's ``aud``
+        names one of them, RFC 7523 §3)."""
+        ...
+
 
 class Router:
     """The deployment's profile, behind one method."""

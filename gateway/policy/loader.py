@@ -74,7 +74,7 @@ GRANT_TYPES = frozenset(
 )
 RESPONSE_TYPE_PARTS = frozenset({"code", "token", "id_token", "none"})
 
-DEFAULT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+DEFAULT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
 DEFAULT_RESPONSE_TYPES = ("code",)
 DEFAULT_SCOPES_ALLOWED = ("openid", "profile", "email", "offline_access")

@@ -36,6 +36,7 @@ class GenericProfile:
         self.registration_paths = tuple(registration_paths)
         #: The endpoints where a client is used (authorization, token ...), canonical form.
         self._use = {canonical_path(p): kind for p, kind in (use_paths or {}).items()}
+        self._use_paths = tuple(use_paths or ())
         self._allow_providers = frozenset(p.casefold() for p in allow_providers)
         # canonical (folded) form -> the path as configured, which is what is forwarded
         self._register = {canonical_path(p): p for p in self.registration_paths}
@@ -52,6 +53,10 @@ class GenericProfile:
     def registration_path(self, tenant: str | None) -> str | None:
         """Where the gateway itself registers (a bridged CIMD client): the first path."""
         return self._registration_path
+
+    def audience_paths(self, tenant: str | None) -> tuple[str, ...]:
+        """The issuer (the gateway's public URL itself) and the discovered endpoints."""
+        return ("", *self._use_paths)
 
     def classify(self, raw_path: str) -> Target:
         segments = canonical_segments(raw_path)

@@ -74,6 +74,13 @@ class KeycloakProfile:
             raise ValueError("the keycloak profile has no registration path outside a realm")
         return f"{self.prefix}/realms/{_q(realm)}/clients-registrations/{OIDC_PROVIDER}"
 
+    def audience_paths(self, realm: str | None) -> tuple[str, ...]:
+        """The realm's issuer (``/realms/<realm>``) and its client endpoints."""
+        if realm is None:
+            return ()
+        issuer = f"{self.prefix}/realms/{_q(realm)}"
+        return (issuer, *(issuer + "/" + "/".join(path) for path in _USE))
+
     def classify(self, raw_path: str) -> Target:
         segments = canonical_segments(raw_path)
         count = len(self._prefix_segments)

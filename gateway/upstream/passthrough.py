@@ -12,7 +12,7 @@ length are sent in one write; larger ones stream.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -46,13 +46,18 @@ async def pass_through(
     *,
     body: bytes | None = None,
     rel_url: URL | None = None,
+    set_headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
     """Relay the request to the upstream and its answer back; ``body``: the whole request
     body, already read by the caller (:func:`read_small_body`); ``rel_url``: the target to
-    send instead of the request's (a rewritten ``client_id``)."""
+    send instead of the request's (a rewritten ``client_id``); ``set_headers``: headers
+    to send instead of the client's (a bridged client's ``Authorization``)."""
     caller = gateway.identify(request)
     rid = caller.request_id
     headers = gateway.upstream_headers(request, caller)
+    if set_headers:
+        for name, value in set_headers.items():
+            headers[name] = value
     upstream = gateway.upstream
     timeout = upstream.settings.timeout
     idle = gateway.settings.limits.passthrough_body_timeout

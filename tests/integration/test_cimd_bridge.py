@@ -46,6 +46,9 @@ cimd_upstream = cimd_gateway.cimd_upstream
 redis_storage = lifecycle.redis_storage
 
 HOST = "mcp-client.example.com"
+#: A P-256 public key (RFC 7518 §6.2.1), for a document's inline ``jwks``.
+X = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"
+Y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
 PATH = "/oauth/client.json"
 OIDC = "/.well-known/openid-configuration"
 RFC8414 = "/.well-known/oauth-authorization-server"
@@ -324,10 +327,11 @@ async def test_a_bridged_client_deleted_by_cleanup_is_bridged_anew(
 async def test_a_changed_document_is_judged_again(
     cimd_upstream, gateway_factory, cimd_authority, documents, session
 ):
-    """Once the cached copy is gone, a changed document is judged again: still allowed, a
-    new upstream client is bridged for it (the mapping follows, the registration says which
-    client it replaces) and the flow works with it; then refused (now carrying a
-    client_secret), the URL is refused at both endpoints and nothing more is created."""
+    """Once the cached copy is gone, a changed document is judged again: still allowed, the
+    same upstream client is updated through RFC 7592 (``client.updated`` with ``source:
+    cimd`` and what changed; the upstream now has the new name) and the flow works with it;
+    then refused (now carrying a client_secret), the URL is refused at both endpoints and
+    nothing more is created."""
     gateway = await start_gateway(gateway_factory, cimd_upstream, cimd_authority)
     fetcher = core(gateway).cimd_fetcher
     assert fetcher is not None
@@ -344,16 +348,19 @@ async def test_a_changed_document_is_judged_again(
     fetcher.invalidate(url)
     tokens = await authorization_code_flow(gateway.url, url, CALLBACK)
     assert tokens["access_token"]
-    second = (await mapping_of(gateway, url)).client_id
-    assert second != first
-    assert await cimd_upstream.count() == before + 2
-    replacing = registrations(gateway)[-1]
-    assert (replacing["client_id"], replacing["replaces"], replacing["client_name"]) == (
-        second,
-        first,
-        "Example MCP Client 2",
-    )
-    assert decisions(gateway)[-1]["bridged_client_id"] == second
+    mapping = await mapping_of(gateway, url)
+    assert mapping.client_id == first
+    assert await cimd_upstream.count() == before + 1
+    [updated] = [e for e in gateway.events() if e.get("event") == "client.updated"]
+    assert (updated["client_id"], updated["source"], updated["status"]) == (first, "cimd", 200)
+    assert updated["changes"]["client_name"] == {
+        "from": "Example MCP Client",
+        "to": "Example MCP Client 2",
+    }
+    entry = await core(gateway).registry.get(None, first)
+    assert entry is not None and entry.client_name == "Example MCP Client 2"
+    assert len(registrations(gateway)) == 1
+    assert decisions(gateway)[-1]["bridged_client_id"] == first
 
     documents.serve(HOST, PATH, document(url, client_secret="now-with-a-secret"))
     fetcher.invalidate(url)
@@ -361,8 +368,38 @@ async def test_a_changed_document_is_judged_again(
     assert_refusal_page(refused, "cimd.shared_secret")
     token = await token_request(session, gateway, url)
     assert_refusal_json(token, "cimd.shared_secret", status=401)
-    assert await cimd_upstream.count() == before + 2
-    assert len(registrations(gateway)) == 2
+    assert await cimd_upstream.count() == before + 1
+    assert len(registrations(gateway)) == 1
+
+
+async def test_a_document_that_changes_kind_bridges_a_new_client(
+    cimd_upstream, gateway_factory, cimd_authority, documents, session
+):
+    """A public client's document that turns ``private_key_jwt`` cannot be updated in
+    place (a public client upstream has no secret): a new confidential client is
+    registered, naming the one it replaces; token requests for the old kind are refused
+    until the client starts again at the authorization endpoint."""
+    gateway = await start_gateway(gateway_factory, cimd_upstream, cimd_authority)
+    fetcher = core(gateway).cimd_fetcher
+    url = serve_good(documents)
+    await authorization_code_flow(gateway.url, url, CALLBACK)
+    first = (await mapping_of(gateway, url)).client_id
+    keys = {"keys": [{"kty": "EC", "crv": "P-256", "x": X, "y": Y, "kid": "k"}]}
+    documents.serve(
+        HOST, PATH, document(url, token_endpoint_auth_method="private_key_jwt", jwks=keys)
+    )
+    fetcher.invalidate(url)
+    token = await token_request(session, gateway, url)
+    assert_refusal_json(token, "cimd.client_auth", status=401)
+    assert (await authorize(session, gateway, url)).status == 303
+    mapping = await mapping_of(gateway, url)
+    assert mapping.client_id != first and mapping.auth_method == "private_key_jwt"
+    replacing = registrations(gateway)[-1]
+    assert (replacing["replaces"], replacing["token_endpoint_auth_method"]) == (
+        first,
+        "client_secret_basic",
+    )
+    assert not [e for e in gateway.events() if e.get("event") == "client.updated"]
 
 
 async def test_a_document_served_with_max_age_is_fetched_once_within_it(

@@ -115,7 +115,7 @@ PRIVATE_KEY_JWT = {
     **OPEN,
     "client": {
         "scopes": {"allowed": "any"},
-        "token_endpoint_auth_methods": ["none", "private_key_jwt"],
+        "token_endpoint_auth_methods": ["none", "private_key_jwt", "tls_client_auth"],
         "default_token_endpoint_auth_method": "none",
     },
 }
@@ -161,12 +161,22 @@ CASES: dict[str, Case] = {
     "client_secret_basic": Case(
         doc(token_endpoint_auth_method="client_secret_basic"), "cimd.shared_secret"
     ),
-    "private_key_jwt": Case(
+    "tls_client_auth": Case(
+        doc(token_endpoint_auth_method="tls_client_auth"),
+        "cimd.unsupported_auth",
+        policy=PRIVATE_KEY_JWT,
+    ),
+    "private_key_jwt_without_keys": Case(
+        doc(token_endpoint_auth_method="private_key_jwt"),
+        "cimd.jwks",
+        policy=PRIVATE_KEY_JWT,
+    ),
+    "private_key_jwt_publishing_a_private_key": Case(
         doc(
             token_endpoint_auth_method="private_key_jwt",
-            jwks_uri=f"https://{HOST}/oauth/jwks.json",
+            jwks={"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "d": "AA"}]},
         ),
-        "cimd.unsupported_auth",
+        "cimd.jwks",
         policy=PRIVATE_KEY_JWT,
     ),
     "missing_redirect_uris": Case(doc(redirect_uris=None), "cimd.missing_field"),

@@ -149,7 +149,7 @@ POLICY_REFUSALS: dict[str, Refusal] = {
     "scope": policy_refusal("scope.not_allowed", {"scope": "admin", "redirect_uris": E}),
     "auth-method": policy_refusal(
         "auth_method.not_allowed",
-        {"token_endpoint_auth_method": "private_key_jwt", "redirect_uris": E},
+        {"token_endpoint_auth_method": "tls_client_auth", "redirect_uris": E},
     ),
     "jwks-conflict": policy_refusal(
         "jwks.conflict",

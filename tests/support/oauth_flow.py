@@ -12,7 +12,7 @@ import base64
 import hashlib
 import secrets
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
 from typing import Any
@@ -186,10 +186,24 @@ async def _discover(browser: _Browser, check_issuer: bool) -> dict[str, Any]:
     return metadata
 
 
-def _client_auth(client_id: str, client_secret: str | None, data: dict[str, str]) -> dict[str, str]:
-    """Return the headers that authenticate the client (or put client_id in ``data``)."""
+#: Makes a fresh client assertion (RFC 7523) for the given audience, the token endpoint.
+AssertionFactory = Callable[[str], str]
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def _client_auth(
+    client_id: str,
+    client_secret: str | None,
+    data: dict[str, str],
+    assertion: str | None = None,
+) -> dict[str, str]:
+    """Return the headers that authenticate the client (or put client_id in ``data``, and
+    a client assertion, RFC 7521 §4.2, when one is given)."""
     if client_secret is None:
         data["client_id"] = client_id
+        if assertion is not None:
+            data["client_assertion_type"] = JWT_BEARER
+            data["client_assertion"] = assertion
         return {}
     # client_secret_basic; RFC 6749 section 2.3.1 form-encodes both parts first.
     pair = f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(client_secret, safe='')}"
@@ -202,11 +216,13 @@ async def _token_request(
     client_id: str,
     client_secret: str | None,
     data: dict[str, str],
+    client_assertion: AssertionFactory | None = None,
 ) -> dict[str, Any]:
-    headers = {"Accept": "application/json", **_client_auth(client_id, client_secret, data)}
-    status, body = await browser.json(
-        "POST", metadata["token_endpoint"], data=data, headers=headers
-    )
+    endpoint = metadata["token_endpoint"]
+    assertion = None if client_assertion is None else client_assertion(endpoint)
+    auth = _client_auth(client_id, client_secret, data, assertion)
+    headers = {"Accept": "application/json", **auth}
+    status, body = await browser.json("POST", endpoint, data=data, headers=headers)
     if status != 200 or not isinstance(body, dict) or "access_token" not in body:
         raise OAuthFlowError(f"token endpoint answered {status}: {body!r}")
     return body
@@ -247,6 +263,7 @@ async def authorization_code_flow(
     redirect_uri: str,
     *,
     client_secret: str | None = None,
+    client_assertion: AssertionFactory | None = None,
     scope: str = "openid offline_access",
     resource: str | None = None,
     session: aiohttp.ClientSession | None = None,
@@ -326,7 +343,9 @@ async def authorization_code_flow(
         }
         if resource is not None:
             token_data["resource"] = resource
-        return await _token_request(browser, metadata, client_id, client_secret, token_data)
+        return await _token_request(
+            browser, metadata, client_id, client_secret, token_data, client_assertion
+        )
 
 
 async def refresh_access_token(
@@ -335,6 +354,7 @@ async def refresh_access_token(
     refresh_token: str,
     *,
     client_secret: str | None = None,
+    client_assertion: AssertionFactory | None = None,
     resource: str | None = None,
     session: aiohttp.ClientSession | None = None,
     check_issuer: bool = True,
@@ -345,4 +365,6 @@ async def refresh_access_token(
         data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         if resource is not None:
             data["resource"] = resource
-        return await _token_request(browser, metadata, client_id, client_secret, data)
+        return await _token_request(
+            browser, metadata, client_id, client_secret, data, client_assertion
+        )

@@ -17,12 +17,12 @@ from gateway.cimd.bridge import (
     _redirect_uris,
     _replace_parameter,
     _same_redirect,
-    bridged_metadata,
     document_digest,
     is_url_client_id,
     mapping_key,
     rewrite,
 )
+from gateway.cimd.provision import bridged_metadata
 from gateway.errors import OAuthError
 
 URL = "https://mcp-client.example.com:8443/oauth/client.json"

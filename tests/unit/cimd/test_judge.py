@@ -147,7 +147,23 @@ def test_the_engine_judges_the_rest_with_its_own_rule_ids() -> None:
         ),
         "redirect_uri.not_allowed",
     )
-    refused(judge_document(DEFAULT, CHATGPT, CHATGPT_DOC), "auth_method.not_allowed")
+    public_only = policy_from_mapping(
+        {
+            "version": 1,
+            "client": {
+                "token_endpoint_auth_methods": ["none"],
+                "default_token_endpoint_auth_method": "none",
+            },
+        }
+    )
+    refused(judge_document(public_only, CHATGPT, CHATGPT_DOC), "auth_method.not_allowed")
+
+
+def test_chatgpts_private_key_jwt_document_passes_the_shipped_policy() -> None:
+    """The shipped default allows ``private_key_jwt`` (an asymmetric method, which bridge
+    mode verifies itself), so ChatGPT's document is ChatGPT's managed entry."""
+    decision = judge_document(DEFAULT, CHATGPT, CHATGPT_DOC)
+    assert decision.allowed and decision.vendor == "chatgpt", decision
 
 
 def test_an_impersonating_name_is_the_engines_identity_rule() -> None:

@@ -61,7 +61,7 @@ def test_every_default() -> None:
     assert rp.on_mismatch is OnMismatch.REJECT
     assert policy.client == ClientPolicy(
         token_endpoint_auth_methods=frozenset(
-            {"client_secret_basic", "client_secret_post", "none"}
+            {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
         ),
         default_token_endpoint_auth_method="client_secret_basic",
         grant_types=frozenset({"authorization_code", "refresh_token"}),
