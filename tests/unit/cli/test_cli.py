@@ -160,7 +160,7 @@ def test_test_policy_runs_case_files(tmp_path, capsys):
 
 def test_test_policy_with_no_cases_fails(tmp_path, capsys):
     assert main(["test-policy", str(tmp_path)]) == 1
-    assert "0 passed, 0 failed" in capsys.readouterr().out
+    assert f"no case files found in {tmp_path}" in capsys.readouterr().err
 
 
 def _keycloak_config(tmp_path: Path) -> Path:
