@@ -20,7 +20,6 @@ from typing import Any
 
 from gateway.policy import spec
 
-
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 #: Where the shipped copy lives, from the repository root.
 SHIPPED = Path("policies") / "policy.schema.json"
