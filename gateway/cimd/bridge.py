@@ -50,7 +50,7 @@ from gateway.cimd.client_auth import (
     without_assertion,
 )
 from gateway.cimd.fetch import Fetched, FetchError
-from gateway.cimd.judge import judge_document
+from gateway.cimd.judge import judge_document, url_refusal
 from gateway.cimd.provision import Mapping, register, update
 from gateway.http.exchange import Exchange
 from gateway.http.pages import wants_json
@@ -60,7 +60,7 @@ from gateway.registry.entry import Status
 from gateway.state import Gateway
 from gateway.storage import StorageError
 from gateway.upstream.passthrough import pass_through
-from gateway.uri.parse import URIRefusal, parse_metadata_url, parse_redirect_uri
+from gateway.uri.parse import URIRefusal, parse_redirect_uri
 
 __all__ = ["Mapping", "handle", "is_url_client_id", "mapping_key", "rewrite"]
 
@@ -142,12 +142,9 @@ async def _decide(
         raise rules.CIMD_DISABLED.refuse(
             "this server does not take Client ID Metadata Documents as client ids"
         )
-    parsed = parse_metadata_url(url)
-    if isinstance(parsed, URIRefusal) or "#" in url or parsed.path in ("", "/"):
-        raise rules.CIMD_INVALID_URL.refuse(
-            "the client id is not a valid metadata document URL "
-            "(draft-ietf-oauth-client-id-metadata-document section 3)"
-        )
+    refusal = url_refusal(url)
+    if refusal is not None:
+        raise refusal
     fetched = await _fetch(gateway, url, record)
     decision = judge_document(policy, url, fetched.document, RequestContext(record.client_ip))
     record.note_request(decision.metadata)

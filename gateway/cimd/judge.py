@@ -21,10 +21,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway import rules
+from gateway.errors import OAuthError
 from gateway.policy.decision import Decision, RequestContext
 from gateway.policy.judge import judge
 from gateway.policy.model import Mode, Policy
-from gateway.uri.parse import URIRefusal, parse_redirect_uri
+from gateway.uri.parse import URIRefusal, parse_metadata_url, parse_redirect_uri
 
 SHARED_SECRET_METHODS = frozenset(
     {"client_secret_basic", "client_secret_post", "client_secret_jwt"}
@@ -55,6 +56,19 @@ def judge_document(
             metadata,
         )
     return decision
+
+
+def url_refusal(url: str) -> OAuthError | None:
+    """``cimd.invalid_url`` when ``url`` cannot be a metadata document's URL: https on a
+    public host name, with a path, no fragment (the draft's section 3); checked before any
+    fetch."""
+    parsed = parse_metadata_url(url)
+    if isinstance(parsed, URIRefusal) or "#" in url or parsed.path in ("", "/"):
+        return rules.CIMD_INVALID_URL.refuse(
+            "the client id is not a valid metadata document URL "
+            "(draft-ietf-oauth-client-id-metadata-document section 3)"
+        )
+    return None
 
 
 def listed(policy: Policy, url: str) -> str | None:

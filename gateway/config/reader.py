@@ -8,6 +8,7 @@ of them at once (the habit of oauth2-proxy's options validation).
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable, Collection, Sequence
@@ -15,12 +16,14 @@ from typing import Any, TypeVar
 
 from yarl import URL
 
-from gateway.config.yamlsource import Document, KeyPath, Problem, format_path
+from gateway.config.yamlsource import Document, KeyPath, Problem, boolean_hint, format_path
 
 T = TypeVar("T")
 Parser = Callable[[Any], T]
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+#: What :func:`as_duration` reads (also the policy schema's pattern for durations).
+DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$"
+_DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -135,6 +138,14 @@ def as_http_url(value: Any) -> URL:
     return url
 
 
+def did_you_mean(word: object, known: Collection[str]) -> str | None:
+    """``did you mean 'block'?`` for a misspelt key, when one known key is close enough."""
+    if not isinstance(word, str):
+        return None
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
 class Reader:
     """Reads sections of one document, collecting problems with their locations."""
 
@@ -142,8 +153,14 @@ class Reader:
         self.document = document
         self.problems = problems
 
-    def problem(self, path: KeyPath, message: str) -> None:
-        self.problems.append(Problem(format_path(path), message, self.document.location(path)))
+    def problem(self, path: KeyPath, message: str, hint: str | None = None) -> None:
+        """Record a problem at ``path``; a value YAML read as a boolean from a word such as
+        ``no`` or ``on`` gets the hint that explains it (when no other hint applies)."""
+        if hint is None and path in self.document.booleans:
+            hint = boolean_hint(self.document.booleans[path])
+        self.problems.append(
+            Problem(format_path(path), message, self.document.location(path), hint)
+        )
 
     def mapping(self, value: Any, path: KeyPath) -> dict[str, Any]:
         """A mapping with keys of the author's choosing (realm names); empty when absent."""
@@ -163,8 +180,10 @@ class Reader:
             return {}
         for key in value:
             if key not in known:
-                hint = ", ".join(sorted(known))
-                self.problem((*path, key), f"unknown key (known keys: {hint})")
+                names = ", ".join(sorted(known))
+                self.problem(
+                    (*path, key), f"unknown key (known keys: {names})", did_you_mean(key, known)
+                )
         return value
 
     def get(

@@ -44,10 +44,14 @@ class Problem:
     path: str
     message: str
     location: str | None = None
+    #: What the author most likely meant, when a common mistake fits ("did you mean
+    #: 'block'?", "quote patterns that start with '*'"); shown on a line of its own.
+    hint: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""
-        return f"{where}{self.path}: {self.message}"
+        text = f"{where}{self.path}: {self.message}"
+        return f"{text}\n  hint: {self.hint}" if self.hint else text
 
 
 class ConfigError(Exception):
@@ -67,6 +71,9 @@ class Document:
     lines: dict[KeyPath, int] = field(default_factory=dict)
     #: The exact bytes that were parsed (empty for documents built from data).
     raw: bytes = b""
+    #: The source text of every value YAML 1.1 read as a boolean (``no``, ``On``), so a
+    #: reader that expected a string can say what happened.
+    booleans: dict[KeyPath, str] = field(default_factory=dict)
 
     def location(self, path: KeyPath) -> str | None:
         """``file:line`` of the nearest written ancestor of ``path``."""
@@ -98,6 +105,7 @@ class _Builder:
         self.env = env
         self.problems = problems
         self.lines: dict[KeyPath, int] = {}
+        self.booleans: dict[KeyPath, str] = {}
         self._constructor = yaml.SafeLoader("")
         self._budget = MAX_NODES
 
@@ -115,7 +123,8 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = self._constructor.construct_object(key_node)
                 if not isinstance(key, str | int) or isinstance(key, bool):
-                    self._problem(path, f"keys must be strings, not {key!r}", key_node)
+                    hint = boolean_hint(key_node.value) if isinstance(key, bool) else None
+                    self._problem(path, f"keys must be strings, not {key!r}", key_node, hint)
                     continue
                 if key in out:
                     self._problem((*path, key), "duplicate key", key_node)
@@ -125,6 +134,8 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         value = self._constructor.construct_object(node)
+        if isinstance(value, bool):
+            self.booleans[path] = str(node.value)
         if isinstance(value, str) and "${" in value:
             value = self._interpolate(value, path, node)
         return value
@@ -142,9 +153,52 @@ class _Builder:
 
         return _ENV_RE.sub(replace, value)
 
-    def _problem(self, path: KeyPath, message: str, node: yaml.Node) -> None:
+    def _problem(
+        self, path: KeyPath, message: str, node: yaml.Node, hint: str | None = None
+    ) -> None:
         location = f"{self.name}:{node.start_mark.line + 1}"
-        self.problems.append(Problem(format_path(path), message, location))
+        self.problems.append(Problem(format_path(path), message, location, hint))
+
+
+def boolean_hint(source: str) -> str:
+    """Why a word became ``true``/``false``: YAML 1.1 (PyYAML's) reads an unquoted
+    ``yes``/``no``/``on``/``off``/``true``/``false`` as a boolean."""
+    return (
+        f"YAML reads an unquoted {source} as a boolean (YAML 1.1: yes, no, on, off, true, "
+        f"false); write '{source}' in quotes if you meant the text"
+    )
+
+
+def _syntax_problem(exc: yaml.YAMLError, text: str, name: str, what: str) -> Problem:
+    """One problem for a YAML error, keeping PyYAML's line, column and context (``while
+    scanning an alias``), with a hint when the mistake is a common one."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    location = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    message = f"{what}: {problem}"
+    if context:
+        where = ""
+        if context_mark is not None and context_mark is not mark:
+            where = f" at line {context_mark.line + 1}, column {context_mark.column + 1}"
+        message += f" ({context}{where})"
+    lines = text.splitlines()
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    return Problem("(file)", message, location, _syntax_hint(problem, context, line, mark))
+
+
+def _syntax_hint(problem: str, context: str | None, line: str, mark: Any) -> str | None:
+    if "alias" in (context or "") or "undefined alias" in problem:
+        return (
+            "patterns starting with `*` must be quoted: YAML reads an unquoted `*name` as an "
+            "alias; write '*.example.com' or \"*admin*\""
+        )
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    at_tab = mark is not None and mark.column < len(line) and line[mark.column] == "\t"
+    if "\t" in indent or at_tab:
+        return "YAML indentation must use spaces; this line has a tab"
+    return None
 
 
 def parse_text(
@@ -154,10 +208,7 @@ def parse_text(
     try:
         node = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        location = f"{name}:{mark.line + 1}" if mark is not None else name
-        problem = getattr(exc, "problem", None) or str(exc)
-        problems.append(Problem("(file)", f"not valid YAML: {problem}", location))
+        problems.append(_syntax_problem(exc, text, name, "not valid YAML"))
         return Document(None, name)
     if node is None:
         return Document(None, name)
@@ -165,10 +216,7 @@ def parse_text(
     try:
         data = builder.build(node, ())
     except yaml.YAMLError as exc:  # unknown tags, merge keys (<<)
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        location = f"{name}:{mark.line + 1}" if mark is not None else name
-        reason = getattr(exc, "problem", None) or str(exc)
-        problems.append(Problem("(file)", f"unsupported YAML: {reason}", location))
+        problems.append(_syntax_problem(exc, text, name, "unsupported YAML"))
         return Document(None, name)
     except (RecursionError, _TooLarge):
         problems.append(
@@ -179,7 +227,7 @@ def parse_text(
             )
         )
         return Document(None, name)
-    return Document(data, name, builder.lines)
+    return Document(data, name, builder.lines, booleans=builder.booleans)
 
 
 def load_file(

@@ -20,6 +20,7 @@ import limits
 
 from gateway.config.reader import Reader, as_bool, as_choice, as_int, as_nonempty_str
 from gateway.config.yamlsource import KeyPath
+from gateway.policy import spec
 from gateway.policy.model import (
     OnStorageError,
     Policy,
@@ -31,16 +32,14 @@ from gateway.policy.model import (
     TokenPolicy,
 )
 
-#: Rule names become rule ids (``rate_limit.<name>``) and storage keys.
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-_RULE_KEYS = {"name", "key", "limit", "count"}
-_TOKENS_KEYS = {"required", "tokens"}
-_TOKEN_KEYS = {"name", "sha256", "expires", "max_uses", "policy"}
-#: The longest window a rate limit may have; longer ones are quotas (issue tracker: #15).
-MAX_WINDOW_SECONDS = 31 * 86400
-MAX_RULES = 20
-MAX_TOKENS = 10_000
+_NAME_RE = re.compile(spec.NAME_PATTERN)
+_SHA256_RE = re.compile(spec.SHA256_PATTERN)
+_RULE_KEYS = spec.RATE_RULE.names
+_TOKENS_KEYS = spec.TOKENS.names
+_TOKEN_KEYS = spec.TOKEN.names
+MAX_WINDOW_SECONDS = spec.MAX_WINDOW_SECONDS
+MAX_RULES = spec.MAX_RULES
+MAX_TOKENS = spec.MAX_TOKENS
 
 NestedLoader = Callable[[Path, KeyPath], Policy | None]
 
@@ -106,7 +105,7 @@ def as_sha256(value: Any) -> bytes:
 
 
 def _entries(
-    r: Reader, value: Any, path: KeyPath, fields: set[str], limit: int
+    r: Reader, value: Any, path: KeyPath, fields: frozenset[str], limit: int
 ) -> Iterator[tuple[KeyPath, dict[str, Any]]]:
     """Each mapping of a list of at most ``limit`` (key path, mapping); a list that is not
     one, an entry that is no mapping, and one too many entries are problems."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.config.reader import Reader, as_bool, as_choice, as_duration, as_int
 from gateway.config.yamlsource import KeyPath
+from gateway.policy import spec
 from gateway.policy.model import (
     ApprovalPolicy,
     AutoApprove,
@@ -19,11 +20,10 @@ from gateway.policy.model import (
     QuotaPolicy,
 )
 
-_APPROVAL = {"required", "auto_approve", "pending_ttl"}
-_CLEANUP = {"idle_after", "never_used_after"}
-_QUOTAS = {"max_clients_per_vendor", "max_clients", "on_full", "evict_idle_after"}
-#: A client must be given at least this long before cleanup may call it unused.
-MIN_CLEANUP_SECONDS = 60.0
+_APPROVAL = spec.APPROVAL.names
+_CLEANUP = spec.CLEANUP.names
+_QUOTAS = spec.QUOTAS.names
+MIN_CLEANUP_SECONDS = spec.MIN_CLEANUP_SECONDS
 
 
 def read_approval(r: Reader, top: dict[str, Any]) -> ApprovalPolicy:

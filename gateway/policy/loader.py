@@ -25,6 +25,7 @@ from gateway.config.yamlsource import (
     format_path,
     load_file,
 )
+from gateway.policy import spec
 from gateway.policy.controls import (
     NestedLoader,
     read_on_storage_error,
@@ -47,65 +48,20 @@ from gateway.policy.model import (
 )
 from gateway.policy.names import claim_keys, compile_name_glob
 from gateway.policy.patterns import LoopbackMode, PatternError, PatternSet, compile_pattern
-
-AUTH_METHODS = frozenset(
-    {
-        "none",
-        "client_secret_basic",
-        "client_secret_post",
-        "client_secret_jwt",
-        "private_key_jwt",
-        "tls_client_auth",
-        "self_signed_tls_client_auth",
-    }
+from gateway.policy.spec import (
+    AUTH_METHODS,
+    DEFAULT_AUTH_METHODS,
+    DEFAULT_GRANT_TYPES,
+    DEFAULT_MAX_REDIRECT_URIS,
+    DEFAULT_RESPONSE_TYPES,
+    DEFAULT_SCOPES,
+    DEFAULT_SCOPES_ALLOWED,
+    GRANT_TYPES,
+    MAX_REDIRECT_URIS,
+    RESPONSE_TYPE_PARTS,
 )
-GRANT_TYPES = frozenset(
-    {
-        "authorization_code",
-        "implicit",
-        "password",
-        "client_credentials",
-        "refresh_token",
-        "urn:ietf:params:oauth:grant-type:jwt-bearer",
-        "urn:ietf:params:oauth:grant-type:saml2-bearer",
-        "urn:ietf:params:oauth:grant-type:device_code",
-        "urn:ietf:params:oauth:grant-type:token-exchange",
-    }
-)
-RESPONSE_TYPE_PARTS = frozenset({"code", "token", "id_token", "none"})
 
-DEFAULT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
-DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
-DEFAULT_RESPONSE_TYPES = ("code",)
-DEFAULT_SCOPES_ALLOWED = ("openid", "profile", "email", "offline_access")
-DEFAULT_SCOPES = ("openid", "offline_access")
-#: Real MCP clients register at most 6 redirect URIs; the cap bounds a decision's cost.
-DEFAULT_MAX_REDIRECT_URIS = 20
-MAX_REDIRECT_URIS = 50
-
-#: Controls that belong to the policy that received a request, not to a token's policy.
-_NOT_IN_TOKEN_POLICIES = (
-    "rate_limits",
-    "on_storage_error",
-    "initial_access_tokens",
-    "approval",
-    "cleanup",
-    "quotas",
-)
-_TOP = {"version", "mode", "redirect_uris", "client", "cimd", *_NOT_IN_TOKEN_POLICIES}
-_CIMD = {"managed_list", "allow"}
-_REDIRECT = {"managed_list", "allow", "block", "loopback", "on_mismatch", "max_redirect_uris"}
-_CLIENT = {
-    "token_endpoint_auth_methods",
-    "default_token_endpoint_auth_method",
-    "grant_types",
-    "response_types",
-    "scopes",
-    "client_name",
-    "fetched_url_hosts",
-}
-_SCOPES = {"allowed", "default", "on_excess"}
-_SCOPE_TOKEN_RE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
+_SCOPE_TOKEN_RE = re.compile(spec.SCOPE_TOKEN_PATTERN)
 _LOOPBACK = {
     "any_port": LoopbackMode.ANY_PORT,
     "exact": LoopbackMode.EXACT,
@@ -179,7 +135,7 @@ class _PolicyReader:
         r = self.r
         top = r.document.data if isinstance(r.document.data, dict) else {}
         path: KeyPath = ("cimd",)
-        section = r.section(top.get("cimd"), path, _CIMD)
+        section = r.section(top.get("cimd"), path, spec.CIMD.names)
         ids = set(self.managed_ids(section, path, clients))
         managed = {url: c.id for c in clients if c.id in ids for url in c.cimd_client_ids}
         allow = self.patterns(section, path, "allow", "cimd")
@@ -191,7 +147,7 @@ class _PolicyReader:
         r = self.r
         top = r.document.data if isinstance(r.document.data, dict) else {}
         if nested is None:
-            for key in _NOT_IN_TOKEN_POLICIES:
+            for key in spec.NOT_IN_TOKEN_POLICIES:
                 if key in top:
                     r.problem(
                         (key,),
@@ -211,12 +167,12 @@ class _PolicyReader:
 
     def read(self, clients: tuple[ManagedClient, ...]) -> tuple[Any, ...]:
         r = self.r
-        top = r.section(r.document.data, (), _TOP)
+        top = r.section(r.document.data, (), spec.TOP.names)
         version = r.require(top, (), "version", as_int(1, 1), 1)
         mode = Mode(r.get(top, (), "mode", as_choice(*(m.value for m in Mode)), "allowlist"))
 
         rp: KeyPath = ("redirect_uris",)
-        red = r.section(top.get("redirect_uris"), rp, _REDIRECT)
+        red = r.section(top.get("redirect_uris"), rp, spec.REDIRECT.names)
         loopback = _LOOPBACK[r.get(red, rp, "loopback", as_choice(*_LOOPBACK), "any_port")]
         managed_ids = self.managed_ids(red, rp, clients)
         custom = self.patterns(red, rp, "allow", "custom")
@@ -229,7 +185,8 @@ class _PolicyReader:
         )
 
         cp: KeyPath = ("client",)
-        cl = r.section(top.get("client"), cp, _CLIENT)
+        cl = r.section(top.get("client"), cp, spec.CLIENT.names)
+        before = len(r.problems)
         methods = self._list(
             cl,
             cp,
@@ -244,9 +201,12 @@ class _PolicyReader:
             _one_of(AUTH_METHODS, "token endpoint auth method"),
             "client_secret_basic",
         )
+        # Cross-checks only between values that were read cleanly: one mistake, one error
+        # (a methods list that is not a list must not also make the default "not in it").
+        clean = len(r.problems) == before
         if cl.get("token_endpoint_auth_methods") == []:
             r.problem((*cp, "token_endpoint_auth_methods"), "must allow at least one method")
-        elif default_method not in methods:
+        elif clean and default_method not in methods:
             r.problem(
                 (*cp, "default_token_endpoint_auth_method"),
                 f"{default_method!r} is not in token_endpoint_auth_methods",
@@ -259,16 +219,18 @@ class _PolicyReader:
         responses = self._list(cl, cp, "response_types", DEFAULT_RESPONSE_TYPES, _response_type)
 
         sp: KeyPath = (*cp, "scopes")
-        sc = r.section(cl.get("scopes"), sp, _SCOPES)
+        sc = r.section(cl.get("scopes"), sp, spec.SCOPES.names)
         allowed_scopes: frozenset[str] | None
+        before = len(r.problems)
         if sc.get("allowed") == "any":
             allowed_scopes = None
         else:
             allowed_scopes = frozenset(
                 self._list(sc, sp, "allowed", DEFAULT_SCOPES_ALLOWED, _scope)
             )
+        clean = len(r.problems) == before
         default_scopes = self._list(sc, sp, "default", DEFAULT_SCOPES, _scope)
-        if allowed_scopes is not None:
+        if allowed_scopes is not None and clean:
             for index, scope in enumerate(default_scopes):
                 if scope not in allowed_scopes:
                     r.problem((*sp, "default", index), f"scope {scope!r} is not in allowed")
@@ -277,7 +239,7 @@ class _PolicyReader:
         )
 
         np: KeyPath = (*cp, "client_name")
-        nm = r.section(cl.get("client_name"), np, {"deny", "unprotected"})
+        nm = r.section(cl.get("client_name"), np, spec.CLIENT_NAME.names)
         deny = tuple(
             NameGlob(source, compile_name_glob(source)) for source in r.str_list(nm, np, "deny", ())
         )
@@ -285,7 +247,7 @@ class _PolicyReader:
             key for n in r.str_list(nm, np, "unprotected", ()) for key in claim_keys(n)
         )
         fetched_hosts: tuple[str, ...] | None = None
-        if "fetched_url_hosts" in cl:
+        if cl.get("fetched_url_hosts") is not None:  # null, as absent: not restricted
             fetched_hosts = tuple(
                 r.items(cl["fetched_url_hosts"], (*cp, "fetched_url_hosts"), as_host)
             )
@@ -406,6 +368,8 @@ def load_policy(path: Path) -> Policy:
     """Load and validate a policy file; raise :class:`ConfigError` with every problem."""
     problems: list[Problem] = []
     document = load_file(path, problems)
+    if document.data is None and problems:  # unreadable: one error, not "version missing"
+        raise ConfigError(problems)
     policy = read_policy(document, problems)
     if problems:
         raise ConfigError(problems)

@@ -18,9 +18,10 @@ from gateway.config.yamlsource import ConfigError, Document, KeyPath, Problem, l
 from gateway.policy.model import ManagedClient, ManagedIndex
 from gateway.policy.names import claim_keys, invalid_software_id, prefixes, software_id_key
 from gateway.policy.patterns import LoopbackMode, PatternError, PatternSet, compile_pattern
+from gateway.policy.spec import MANAGED_ID_PATTERN
 from gateway.uri.hosts import HostError, is_ip_address, normalize_host
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_ID_RE = re.compile(MANAGED_ID_PATTERN)
 _ENTRY_KEYS = {
     "id",
     "name",

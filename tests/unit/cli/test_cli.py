@@ -160,7 +160,7 @@ def test_test_policy_runs_case_files(tmp_path, capsys):
 
 def test_test_policy_with_no_cases_fails(tmp_path, capsys):
     assert main(["test-policy", str(tmp_path)]) == 1
-    assert "0 passed, 0 failed" in capsys.readouterr().out
+    assert f"no case files found in {tmp_path}" in capsys.readouterr().err
 
 
 def _keycloak_config(tmp_path: Path) -> Path:
@@ -252,3 +252,69 @@ def test_explain_names_the_rate_limit_buckets(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "limit:    per-ip (30/minute;600/hour per client_ip, counting attempts)" in out
     assert "per-vendor" not in out
+
+
+# --- a reader that goes away -----------------------------------------------------------------
+
+
+def _many_cases(folder: Path) -> Path:
+    """A case file whose -v output is far larger than a pipe's buffer, so that writing it
+    to a closed pipe certainly fails."""
+    cases = "".join(
+        f"  - name: case {i} {'x' * 200}\n"
+        "    request: {redirect_uris: ['https://app.example.com/cb']}\n"
+        "    expect: {decision: allowed, rule: allow.custom}\n"
+        for i in range(3000)
+    )
+    return write(
+        folder / "many.yaml",
+        "policy: {version: 1, redirect_uris: {allow: ['https://app.example.com/cb']}}\n"
+        f"cases:\n{cases}",
+    )
+
+
+def _closed_after_one_line(argv: list[str]) -> tuple[int, bytes]:
+    import os
+    import subprocess
+    import sys
+
+    command = subprocess.Popen(
+        [sys.executable, "-m", "gateway", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert command.stdout is not None
+    command.stdout.readline()  # like head -1: read one line, then close the pipe
+    command.stdout.close()
+    _, err = command.communicate(timeout=120)
+    return command.returncode, err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """``dcr-gateway test-policy -v ... | head -1``: no traceback, no "Exception ignored"
+    at exit, and the status a shell reports for SIGPIPE."""
+    code, err = _closed_after_one_line(["test-policy", "-v", str(_many_cases(tmp_path))])
+    assert err == b""
+    assert code == 141
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [
+            "explain",
+            "--policy",
+            str(ROOT / "policies" / "default.yaml"),
+            str(ROOT / "examples" / "request.json"),
+        ],
+        ["check", "--policy", str(ROOT / "policies" / "default.yaml")],
+        ["--help"],
+    ],
+    ids=["explain", "check", "help"],
+)
+def test_every_subcommand_survives_a_closed_pipe(argv):
+    code, err = _closed_after_one_line(argv)
+    assert b"Traceback" not in err
+    assert b"Exception ignored" not in err
+    assert code in (0, 141)

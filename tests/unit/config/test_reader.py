@@ -507,3 +507,34 @@ def test_problem_uses_document_location() -> None:
         ("a.b.c.d", "custom", "config.yaml:3"),
         ("(top level)", "top", "config.yaml:1"),
     ]
+
+
+# --- hints -----------------------------------------------------------------------------------
+
+
+def test_an_unknown_key_close_to_a_known_one_says_did_you_mean() -> None:
+    problems: list[Problem] = []
+    document = parse_text("upstream:\n  timout: 1s\n  colour: red\n", "config.yaml", problems)
+    reader = Reader(document, problems)
+    reader.section(document.data["upstream"], ("upstream",), {"timeout", "url"})
+    assert [(p.path, p.hint) for p in problems] == [
+        ("upstream.timout", "did you mean 'timeout'?"),
+        ("upstream.colour", None),  # nothing close: no guess
+    ]
+
+
+def test_a_yaml_boolean_where_text_was_expected_gets_the_hint() -> None:
+    problems: list[Problem] = []
+    document = parse_text("mode: off\nnames: [Block, On]\n", "policy.yaml", problems)
+    reader = Reader(document, problems)
+    reader.get(document.data, (), "mode", as_choice("open", "allowlist"), "open")
+    reader.str_list(document.data, (), "names", ())
+    assert [(p.path, p.location) for p in problems] == [
+        ("mode", "policy.yaml:1"),
+        ("names[1]", "policy.yaml:2"),
+    ]
+    assert problems[0].hint == (
+        "YAML reads an unquoted off as a boolean (YAML 1.1: yes, no, on, off, true, false); "
+        "write 'off' in quotes if you meant the text"
+    )
+    assert "unquoted On" in (problems[1].hint or "")

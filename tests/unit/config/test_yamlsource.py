@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -317,7 +318,8 @@ def test_invalid_yaml_is_one_problem_with_a_line(text: str, line: int) -> None:
     assert len(problems) == 1
     assert problems[0].path == "(file)"
     assert problems[0].message.startswith("not valid YAML: ")
-    assert problems[0].location == f"config.yaml:{line}"
+    # file:line:column, PyYAML's problem mark
+    assert re.fullmatch(rf"config\.yaml:{line}:\d+", problems[0].location or "")
 
 
 @pytest.mark.parametrize(
@@ -332,7 +334,8 @@ def test_invalid_yaml_is_one_problem_with_a_line(text: str, line: int) -> None:
 )
 def test_unconstructible_yaml_is_a_problem_not_an_exception(text: str, line: int) -> None:
     _, problems = parse(text)
-    assert [p.location for p in problems] == [f"config.yaml:{line}"]
+    assert len(problems) == 1
+    assert re.fullmatch(rf"config\.yaml:{line}(:\d+)?", problems[0].location or "")
 
 
 # --- Document.location ---------------------------------------------------------------------
@@ -415,3 +418,58 @@ def test_unreadable_file_is_a_problem(tmp_path: Path, content: bytes | None) -> 
     assert problems[0].path == "(file)"
     assert problems[0].message.startswith("cannot read: ")
     assert problems[0].location == str(path)
+
+
+# --- what a YAML error says -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "redirect_uris:\n  allow: [*.example.com]\n",
+        "client:\n  client_name:\n    deny:\n      - *admin*\n",
+        "deny: [*admin]\n",  # an alias to nothing
+    ],
+    ids=["wildcard-host", "glob-in-block-list", "undefined-alias"],
+)
+def test_an_unquoted_star_pattern_gets_the_quoting_hint(text: str) -> None:
+    _, problems = parse(text)
+    (problem,) = problems
+    assert problem.hint is not None
+    assert "patterns starting with `*` must be quoted" in problem.hint
+    assert "\n  hint: patterns starting with `*` must be quoted" in str(problem)
+
+
+def test_a_yaml_error_keeps_line_column_and_context() -> None:
+    _, problems = parse("redirect_uris:\n  allow: [*.example.com]\n")
+    (problem,) = problems
+    assert problem.location == "config.yaml:2:12"  # the problem mark: the '.' after '*'
+    assert "while scanning an alias at line 2, column 11" in problem.message
+
+
+def test_a_tab_in_the_indentation_gets_the_tab_hint() -> None:
+    _, problems = parse("redirect_uris:\n\tallow: []\n")
+    (problem,) = problems
+    assert problem.location == "config.yaml:2:1"
+    assert problem.hint == "YAML indentation must use spaces; this line has a tab"
+
+
+def test_an_ordinary_syntax_error_gets_no_hint() -> None:
+    _, problems = parse("a: [1, 2\n")
+    (problem,) = problems
+    assert problem.hint is None
+    assert "hint" not in str(problem)
+
+
+def test_the_source_of_yaml_booleans_is_kept() -> None:
+    document, problems = parse("mode: off\nlist: [yes, 'no', true]\n")
+    assert problems == []
+    assert document.data == {"mode": False, "list": [True, "no", True]}
+    assert document.booleans == {("mode",): "off", ("list", 0): "yes", ("list", 2): "true"}
+
+
+def test_a_boolean_key_gets_the_boolean_hint() -> None:
+    _, problems = parse("on: 1\n")
+    (problem,) = problems
+    assert problem.message == "keys must be strings, not True"
+    assert "YAML reads an unquoted on as a boolean" in (problem.hint or "")

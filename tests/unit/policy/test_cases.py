@@ -131,3 +131,39 @@ def test_a_failing_case_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert run_case(second).failures == ("a denial must name the rule it expects",)
     assert main(["test-policy", str(tmp_path)]) == 1
     assert capsys.readouterr().out.strip().splitlines()[-1] == "0 passed, 2 failed"
+
+
+def test_a_case_knows_its_line_and_broken_cases_do_not_hide_the_others(tmp_path: Path) -> None:
+    from gateway.policy.cases import read_case_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "policy: {version: 1}\n"
+        "cases:\n"
+        "  - name: first\n"
+        "    request: {redirect_uris: ['https://evil.example/cb']}\n"
+        "    expect: {decision: denied, rule: redirect_uri.not_allowed}\n"
+        "  - name: broken\n"
+        "    request: {}\n"
+        "    expect: {decision: maybe}\n"
+        "  - name: third\n"
+        "    request: {redirect_uris: ['https://evil.example/cb']}\n"
+        "    expect: {decision: denied, rule: redirect_uri.not_allowed}\n",
+        encoding="utf-8",
+    )
+    read = read_case_file(path)
+    assert [(c.name, c.location) for c in read.cases] == [
+        ("first", f"{path}:3"),
+        ("third", f"{path}:9"),
+    ]
+    assert [(p.path, p.location, p.message) for p in read.problems] == [
+        ("cases[1].expect.decision", f"{path}:8", "must be allowed or denied")
+    ]
+
+
+def test_discover_takes_files_and_folders_once_each(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    for name in ("a/x.yaml", "a/y.yml", "a/z.txt", "b.yaml"):
+        (tmp_path / name).write_text("", encoding="utf-8")
+    found = list(discover(tmp_path / "a", tmp_path / "a" / "x.yaml", tmp_path / "b.yaml"))
+    assert found == [tmp_path / "a" / "x.yaml", tmp_path / "a" / "y.yml", tmp_path / "b.yaml"]

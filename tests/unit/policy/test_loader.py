@@ -560,3 +560,59 @@ def test_the_revision_is_of_the_policy_bytes_then_the_managed_list(tmp_path: Pat
     path.write_bytes(b"version: 1\nmode: open\n# a comment changes the revision\n")
     assert load_policy(path).revision != expected
     assert policy.source == str(path)
+
+
+# --- one mistake, one error ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # A section of the wrong type: one error, none for the keys it would hold.
+        ({"redirect_uris": ["https://a.example.com/cb"]}, ["redirect_uris"]),
+        ({"client": "none"}, ["client"]),
+        # A list that is not a list does not also make its default "not in it".
+        (
+            {"client": {"token_endpoint_auth_methods": "none"}},
+            ["client.token_endpoint_auth_methods"],
+        ),
+        (
+            {"client": {"scopes": {"allowed": "openid", "default": ["openid", "email"]}}},
+            ["client.scopes.allowed"],
+        ),
+    ],
+)
+def test_one_mistake_gives_one_error(data: dict[str, Any], expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        policy_from_mapping({"version": 1, **data})
+    assert [p.path for p in caught.value.problems] == expected
+
+
+def test_invalid_yaml_is_one_error_not_also_a_missing_version(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\nredirect_uris:\n  allow: [*.example.com]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+    (problem,) = caught.value.problems
+    assert problem.location == f"{path}:3:12"
+    assert "must be quoted" in (problem.hint or "")
+
+
+def test_a_misspelt_key_says_did_you_mean(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\nredirect_uris:\n  blok: []\nmode: no\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+    second, first = caught.value.problems  # top-level keys are read first
+    assert (first.path, first.location, first.hint) == (
+        "redirect_uris.blok",
+        f"{path}:3",
+        "did you mean 'block'?",
+    )
+    assert second.path == "mode"
+    assert "YAML reads an unquoted no as a boolean" in (second.hint or "")
+
+
+def test_fetched_url_hosts_null_is_as_absent() -> None:
+    policy = policy_from_mapping({"version": 1, "client": {"fetched_url_hosts": None}})
+    assert policy.client.fetched_url_hosts is None
