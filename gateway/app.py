@@ -186,18 +186,25 @@ ADMIN_ADDRESS = web.AppKey("admin_address", dict[str, str])
 REUSE_PORT = web.AppKey("reuse_port", bool)
 
 
-async def admin_listener(app: web.Application) -> AsyncIterator[None]:
-    """``admin.listen``: the admin API (and health) on a listener of its own, so it need not
-    be reachable where the OAuth endpoints are; the public listener answers 404 there."""
-    listen = app[GATEWAY].settings.admin.listen
-    assert listen is not None
+def admin_app(gateway: Gateway) -> web.Application:
+    """What the admin listener serves: health, the operational endpoints
+    (:func:`~gateway.http.health.add_operational_routes`) and the admin API; nothing else."""
     admin = web.Application(middlewares=[json_errors])
-    admin[GATEWAY] = app[GATEWAY]
+    admin[GATEWAY] = gateway
     admin.router.add_get("/-/healthz", healthz)
     add_operational_routes(admin)
     add_admin_routes(admin)
     add_client_admin_routes(admin)
     admin.router.add_route("*", "/{tail:.*}", not_found)
+    return admin
+
+
+async def admin_listener(app: web.Application) -> AsyncIterator[None]:
+    """``admin.listen``: the admin API (and health) on a listener of its own, so it need not
+    be reachable where the OAuth endpoints are; the public listener answers 404 there."""
+    listen = app[GATEWAY].settings.admin.listen
+    assert listen is not None
+    admin = admin_app(app[GATEWAY])
     shutdown_timeout = app[GATEWAY].settings.server.shutdown_timeout
     runner = web.AppRunner(admin, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
