@@ -171,3 +171,25 @@ def test_sigusr1_reopens_the_audit_file(upstream, tmp_path: Path) -> None:
         assert gateway.process.poll() is None  # SIGUSR1 did not stop it
     finally:
         assert gateway.stop() == 0
+
+
+def test_sigterm_during_start_up_stops_the_discovery_wait(tmp_path: Path) -> None:
+    """Start-up retries discovery for up to upstream.discovery_timeout (30 s here); a stop
+    signal meanwhile ends it at once, cleanly."""
+    gateway = start_gateway_process(
+        tmp_path,
+        "g",
+        upstream_url="http://127.0.0.1:1",  # nothing listens there
+        policy=OPEN,
+        storage="memory://",
+        extra_config="",
+    )
+    try:
+        time.sleep(1.5)
+        assert gateway.process is not None and gateway.process.poll() is None
+        started = time.monotonic()
+        gateway.process.send_signal(signal.SIGTERM)
+        assert gateway.process.wait(15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        gateway.stop()
