@@ -19,10 +19,14 @@ RUN rm -f gateway/data/mcp-clients.yaml \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin dcr \
  && rm -rf /app
 
-# The config is mounted at /etc/dcr-gateway/config.yaml; listen on 0.0.0.0:8080 there.
+# The config is mounted at /etc/dcr-gateway/config.yaml; listen on 0.0.0.0 there (8080 by
+# default; the health check follows whatever port the config says).
 USER 10001
 EXPOSE 8080
+# SIGTERM (docker stop) drains requests in flight for server.shutdown_timeout (10s by
+# default); give docker stop at least that: docker stop -t 15, or stop_grace_period.
+STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/-/healthz', timeout=2).status == 200 else 1)"]
+  CMD ["dcr-gateway", "healthcheck", "-c", "/etc/dcr-gateway/config.yaml"]
 ENTRYPOINT ["dcr-gateway"]
 CMD ["run", "-c", "/etc/dcr-gateway/config.yaml"]

@@ -23,7 +23,7 @@ from gateway.config.settings import Settings
 from gateway.http.cors import CorsPolicy
 from gateway.http.exchange import Exchange
 from gateway.http.forwarding import TrustedProxies
-from gateway.http.health import READY_CACHE, healthz, not_found, readyz
+from gateway.http.health import add_operational_routes, healthz, not_found
 from gateway.http.metadata import serve_metadata
 from gateway.http.protocol import serve_with_gateway_protocol
 from gateway.http.responses import error_response
@@ -182,22 +182,33 @@ async def _registration_endpoint(app: web.Application) -> AsyncIterator[None]:
 ADMIN_ADDRESS = web.AppKey("admin_address", dict[str, str])
 
 
+#: Bind the listeners with ``SO_REUSEPORT`` (several worker processes share the ports).
+REUSE_PORT = web.AppKey("reuse_port", bool)
+
+
+def admin_app(gateway: Gateway) -> web.Application:
+    """What the admin listener serves: health, the operational endpoints
+    (:func:`~gateway.http.health.add_operational_routes`) and the admin API; nothing else."""
+    admin = web.Application(middlewares=[json_errors])
+    admin[GATEWAY] = gateway
+    admin.router.add_get("/-/healthz", healthz)
+    add_operational_routes(admin)
+    add_admin_routes(admin)
+    add_client_admin_routes(admin)
+    admin.router.add_route("*", "/{tail:.*}", not_found)
+    return admin
+
+
 async def admin_listener(app: web.Application) -> AsyncIterator[None]:
     """``admin.listen``: the admin API (and health) on a listener of its own, so it need not
     be reachable where the OAuth endpoints are; the public listener answers 404 there."""
     listen = app[GATEWAY].settings.admin.listen
     assert listen is not None
-    admin = web.Application(middlewares=[json_errors])
-    admin[GATEWAY] = app[GATEWAY]
-    admin[READY_CACHE] = {}
-    admin.router.add_get("/-/healthz", healthz)
-    admin.router.add_get("/-/readyz", readyz)
-    add_admin_routes(admin)
-    add_client_admin_routes(admin)
-    admin.router.add_route("*", "/{tail:.*}", not_found)
-    runner = web.AppRunner(admin, access_log=None)
+    admin = admin_app(app[GATEWAY])
+    shutdown_timeout = app[GATEWAY].settings.server.shutdown_timeout
+    runner = web.AppRunner(admin, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, listen.host, listen.port)
+    site = web.TCPSite(runner, listen.host, listen.port, reuse_port=app.get(REUSE_PORT, False))
     await site.start()
     sockets = site._server.sockets if site._server is not None else []
     port = sockets[0].getsockname()[1] if sockets else listen.port
@@ -303,14 +314,14 @@ def create_app(
         sealer=Sealer(sealing_keys(settings)),
         cimd_fetcher=cimd_fetcher(settings),
     )
-    app[READY_CACHE] = {}
     app[ADMIN_ADDRESS] = {}
     # Order matters: the audit sink outlives everything that may write to it.
     app.cleanup_ctx.extend(
         [_audit, _storage, _upstream, _tables, _cimd, _registration_endpoint, lifecycle_job]
     )
     app.router.add_get("/-/healthz", healthz)
-    app.router.add_get("/-/readyz", readyz)
+    if not settings.admin.serve_health:  # else on the admin listener only
+        add_operational_routes(app)
     if settings.admin.listen is None:
         add_admin_routes(app)
         add_client_admin_routes(app)

@@ -40,3 +40,12 @@ ensure_redis() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
   fi
 }
+
+ensure_nginx() {
+  # Debian puts nginx in /usr/sbin, which is not on every user's PATH.
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    say "installing nginx (apt-get)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx >/dev/null
+  fi
+}

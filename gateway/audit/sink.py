@@ -3,13 +3,20 @@
 The audit logger has its own processor chain, fixed here, so its output is the same
 whether and however the operational logger (:mod:`gateway.audit.logging`) was configured:
 a SIEM parsing these lines must not break because someone changed a log level.
+
+A file sink is opened ``O_APPEND`` and each event is one ``write(2)`` of one whole line, so
+several worker processes (``server.workers``) appending to the same file never interleave
+their lines and never overwrite each other.  :meth:`AuditLog.reopen` (on ``SIGUSR1``)
+opens the path again: logrotate renames the file and signals, and the next event lands in
+a new file at the configured path (no ``copytruncate``, which loses lines).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import structlog
 
@@ -25,23 +32,59 @@ AUDIT_PROCESSORS: tuple[Any, ...] = (
 )
 
 
+class AppendFile:
+    """A file written one whole line per ``write(2)``, opened ``O_APPEND`` (see the module
+    docstring); :meth:`reopen` swaps the descriptor for one at the same path."""
+
+    _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = os.open(path, self._FLAGS, 0o640)
+
+    def write(self, text: str) -> int:
+        if self._fd is None:
+            raise ValueError(f"audit file {self.path} is closed")
+        data = text.encode("utf-8")
+        view = memoryview(data)
+        while view:  # a regular file takes it whole; loop anyway on a short write
+            written = os.write(self._fd, view)
+            view = view[written:]
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered: every line was handed to the kernel by :meth:`write`."""
+
+    def reopen(self) -> None:
+        """Open the path again (a new file if it was renamed), then close the old one."""
+        fd = os.open(self.path, self._FLAGS, 0o640)
+        old, self._fd = self._fd, fd
+        if old is not None:
+            os.close(old)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 class AuditLog:
     """Writes audit events to one sink; never raises into a request."""
 
     def __init__(self, sink: str) -> None:
         self.sink = sink
-        self._owned: IO[str] | None = None
+        self._owned: AppendFile | None = None
         if sink == "stdout":
-            stream: IO[str] = sys.stdout
+            stream: IO[str] | AppendFile = sys.stdout
         elif sink == "stderr":
             stream = sys.stderr
         else:
-            self._owned = open(sink, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            self._owned = AppendFile(sink)
             stream = self._owned
         # Audit events are not subject to log_level: an operator quieting the
         # operational log must not silence the audit trail.
         self._logger = structlog.wrap_logger(
-            structlog.WriteLogger(stream),
+            structlog.WriteLogger(cast(IO[str], stream)),  # AppendFile: write and flush
             processors=list(AUDIT_PROCESSORS),
             wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
             cache_logger_on_first_use=False,
@@ -56,6 +99,18 @@ class AuditLog:
     def write(self, record: AuditRecord) -> None:
         """The one event of a finished exchange."""
         self.emit(record.event, record.as_fields())
+
+    def reopen(self) -> bool:
+        """Reopen a file sink at its path (log rotation); ``False`` for stdout/stderr, or
+        when the path cannot be opened (the old file is kept: no event is lost)."""
+        if self._owned is None:
+            return False
+        try:
+            self._owned.reopen()
+        except OSError as exc:
+            log().error("audit_reopen_failed", path=self.sink, reason=str(exc))
+            return False
+        return True
 
     def close(self) -> None:
         if self._owned is not None:

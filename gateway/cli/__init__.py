@@ -1,5 +1,5 @@
 """The ``dcr-gateway`` command: ``run``, ``check``, ``explain``, ``test-policy``,
-``hash-token``, ``clients``.
+``hash-token``, ``clients``, ``healthcheck``.
 
 Each subcommand is a module with one :class:`~gateway.cli.common.Command`; adding one is a
 new module and an entry in :data:`COMMANDS`, nothing else.
@@ -13,7 +13,16 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import check, clients, explain, hash_token, registry_key, run, test_policy
+from gateway.cli import (
+    check,
+    clients,
+    explain,
+    hash_token,
+    healthcheck,
+    registry_key,
+    run,
+    test_policy,
+)
 from gateway.cli.common import Command
 
 COMMANDS: tuple[Command, ...] = (
@@ -24,6 +33,7 @@ COMMANDS: tuple[Command, ...] = (
     hash_token.COMMAND,
     registry_key.COMMAND,
     clients.COMMAND,
+    healthcheck.COMMAND,
 )
 
 

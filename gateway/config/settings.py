@@ -58,6 +58,9 @@ DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_GUARDED_CONNECTIONS = 20
 DEFAULT_DISCOVERY_CACHE = 60.0
 DEFAULT_CORS_MAX_AGE = 600.0
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+#: More worker processes than this is a typo, not a deployment (run more replicas).
+MAX_WORKERS = 64
 PROFILES = ("generic", "keycloak")
 #: Keycloak's client registration providers (``/realms/{realm}/clients-registrations/{id}``).
 KEYCLOAK_PROVIDERS = ("openid-connect", "default", "install", "saml2-entity-descriptor")
@@ -150,6 +153,9 @@ class Admin:
     token_digest: bytes | None = field(default=None, repr=False)
     #: A listener of its own for ``/-/admin/`` (then the public one answers 404 there).
     listen: Listen | None = None
+    #: Serve readiness (with its checks) and the other operational endpoints only on the
+    #: admin listener; the public listener then answers a minimal ``/-/healthz`` only.
+    serve_health: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +201,17 @@ class Cimd:
 
 
 @dataclass(frozen=True, slots=True)
+class Server:
+    """How the gateway's processes run (not what they do)."""
+
+    #: Processes sharing the listening port (``SO_REUSEPORT``), supervised by a parent.
+    workers: int = 1
+    #: On SIGTERM/SIGINT, how long requests in flight may take to finish before they are
+    #: cancelled (the listener is closed at once).
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: Listen
     public_url: URL
@@ -212,6 +229,7 @@ class Settings:
     admin: Admin = Admin()
     registry: RegistrySettings = RegistrySettings()
     cimd: Cimd = Cimd()
+    server: Server = Server()
 
 
 _TOP_KEYS = {
@@ -230,6 +248,7 @@ _TOP_KEYS = {
     "admin",
     "registry",
     "cimd",
+    "server",
 }
 _UPSTREAM_KEYS = {
     "url",
@@ -312,7 +331,13 @@ def _read_admin(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> Admin
     """``admin.token_env`` names the variable holding the admin token; only its digest is
     kept.  A named variable that is unset or short is a problem, not a silently closed API."""
     ap: KeyPath = ("admin",)
-    section = r.section(top.get("admin"), ap, {"token_env", "listen"})
+    section = r.section(top.get("admin"), ap, {"token_env", "listen", "serve_health"})
+    serve_health = r.get(section, ap, "serve_health", as_bool, False)
+    if serve_health and "listen" not in section:
+        r.problem(
+            (*ap, "serve_health"),
+            "moves health to the admin listener: set admin.listen too",
+        )
     listen = None
     if "listen" in section:
         lp: KeyPath = (*ap, "listen")
@@ -323,22 +348,54 @@ def _read_admin(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> Admin
         )
     name = r.get(section, ap, "token_env", as_nonempty_str, None)
     if name is None:
-        return Admin(listen=listen)
+        return Admin(listen=listen, serve_health=serve_health)
     if not _ENV_NAME_RE.match(name):
         r.problem((*ap, "token_env"), f"{name!r} is not an environment variable name")
-        return Admin(listen=listen)
+        return Admin(listen=listen, serve_health=serve_health)
     token = env.get(name, "")
     if not token:
         r.problem((*ap, "token_env"), f"environment variable {name} is not set")
-        return Admin(name, listen=listen)
+        return Admin(name, listen=listen, serve_health=serve_health)
     if len(token) < MIN_ADMIN_TOKEN:
         r.problem(
             (*ap, "token_env"),
             f"the admin token in {name} is shorter than {MIN_ADMIN_TOKEN} characters "
             "(make one with: openssl rand -hex 32)",
         )
-        return Admin(name, listen=listen)
-    return Admin(name, hashlib.sha256(token.encode("utf-8")).digest(), listen)
+        return Admin(name, listen=listen, serve_health=serve_health)
+    digest = hashlib.sha256(token.encode("utf-8")).digest()
+    return Admin(name, digest, listen, serve_health)
+
+
+def workers_problem(workers: int, storage: str) -> str | None:
+    """Why ``workers`` processes cannot run on ``storage``, or ``None``.
+
+    Every worker is a process of its own: with ``memory://`` each would count its own rate
+    limits, token uses and quotas, keep its own client registry (so an approval made in
+    one would not be seen by the others) and seal tokens with its own key.  Nothing the
+    gateway keeps is safe to split that way, so several workers need shared storage."""
+    if workers > 1 and storage.lower().startswith("memory://"):
+        return (
+            f"{workers} workers would each keep their own memory:// state (rate limits, "
+            "token uses, quotas, the client registry), which must be shared: set storage "
+            "to redis://... (or run one worker)"
+        )
+    return None
+
+
+def _read_server(r: Reader, top: dict[str, Any], storage: str) -> Server:
+    sp: KeyPath = ("server",)
+    section = r.section(top.get("server"), sp, {"workers", "shutdown_timeout"})
+    workers = r.get(section, sp, "workers", as_int(1, MAX_WORKERS), 1)
+    problem = workers_problem(workers, storage)
+    if problem is not None:
+        r.problem((*sp, "workers"), problem)
+    return Server(
+        workers=workers,
+        shutdown_timeout=r.get(
+            section, sp, "shutdown_timeout", as_duration, DEFAULT_SHUTDOWN_TIMEOUT
+        ),
+    )
 
 
 def _as_address(value: Any) -> str:
@@ -550,12 +607,13 @@ def read_settings(
     if sink not in ("stdout", "stderr"):
         sink = str(base_dir / sink)
 
+    storage = r.get(top, (), "storage", _as_storage, "memory://")
     return Settings(
         listen=listen,
         public_url=public_url,
         upstream=upstream,
         policy_file=policy_file,
-        storage=r.get(top, (), "storage", _as_storage, "memory://"),
+        storage=storage,
         trusted_proxies=tuple(
             r.items(top.get("trusted_proxies"), ("trusted_proxies",), _as_network)
         ),
@@ -570,4 +628,5 @@ def read_settings(
         admin=_read_admin(r, top, os.environ if env is None else env),
         registry=_read_registry(r, top, os.environ if env is None else env),
         cimd=_read_cimd(r, top, base_dir),
+        server=_read_server(r, top, storage),
     )

@@ -3,6 +3,11 @@
 ``/-/healthz`` says the process is serving (liveness); ``/-/readyz`` says the upstream
 and the storage can be reached (readiness), so an orchestrator only routes traffic to a
 replica that can actually register clients.
+
+``/-/healthz`` tells nothing and is always on the public listener.  ``/-/readyz`` names
+what is down, which the world need not know: with ``admin.serve_health`` it, and every
+other operational endpoint (:func:`add_operational_routes`), is served on the admin
+listener only.
 """
 
 from __future__ import annotations
@@ -65,6 +70,14 @@ async def readyz(request: web.Request) -> web.Response:
     status = 200 if ready else 503
     cache["last"] = (now, status, body)
     return json_response(status, body)
+
+
+def add_operational_routes(app: web.Application) -> None:
+    """Mount the operational endpoints that say more than "alive": readiness and its
+    checks, and any endpoint of that kind added later (metrics).  Called for the public
+    application, or for the admin listener's when ``admin.serve_health`` is set."""
+    app[READY_CACHE] = {}
+    app.router.add_get("/-/readyz", readyz)
 
 
 async def not_found(request: web.Request) -> web.Response:

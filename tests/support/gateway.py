@@ -71,6 +71,7 @@ def make_settings(
     job_interval: float = 3600.0,
     dry_run: bool = False,
     admin_listen: Listen | None = None,
+    serve_health: bool = False,
     cimd: Cimd | None = None,
 ) -> Settings:
     """Settings for a test gateway; registration access tokens are sealed with a fresh key
@@ -109,12 +110,13 @@ def make_settings(
         keycloak=Keycloak(allow_providers=allow_providers),
         cors=Cors(allow_origins=cors_origins, max_age=cors_max_age),
         admin=(
-            Admin(listen=admin_listen)
+            Admin(listen=admin_listen, serve_health=serve_health)
             if admin_token is None
             else Admin(
                 "DCR_GATEWAY_ADMIN_TOKEN",
                 hashlib.sha256(admin_token.encode()).digest(),
                 admin_listen,
+                serve_health,
             )
         ),
         cimd=cimd or Cimd(),

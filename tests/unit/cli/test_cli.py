@@ -27,6 +27,7 @@ def test_every_command_is_registered():
         "hash-token",
         "registry-key",
         "clients",
+        "healthcheck",
     ]
     help_text = build_parser().format_help()
     for command in COMMANDS:
