@@ -53,7 +53,11 @@ from gateway.oauth.body import serialize
 from gateway.policy.decision import Decision, RequestContext
 from gateway.ratelimit.keys import RateFacts, vendor_bucket
 from gateway.registration.forward import publish_client_uri
-from gateway.registration.register import reserve_registration_quota, upstream_authorization
+from gateway.registration.register import (
+    report_or_refuse,
+    reserve_registration_quota,
+    upstream_authorization,
+)
 from gateway.registry.entry import Source, Status
 from gateway.registry.record import record_client
 from gateway.state import Gateway
@@ -168,9 +172,9 @@ async def _decide(
     fetched = await _fetch(gateway, url, record)
     decision = judge_document(policy, url, fetched.document, RequestContext(record.client_ip))
     record.note_request(decision.metadata)
-    record.note_decision(decision)
-    if decision.error is not None:
-        raise decision.error
+    decision = report_or_refuse(  # report-only: a reported refusal acts by the enforced view
+        record, policy, decision, lambda view: judge_document(view, url, fetched.document)
+    )
     if target.kind is Kind.AUTHORIZE:
         _check_redirect_uri(_redirect_uris(request, body), fetched.document)
     if settings.mode == "police":

@@ -12,7 +12,7 @@ project's own suite and ``dcr-gateway test-policy DIR`` run the same files.  A c
         request: {redirect_uris: ["https://app.example.com/cb"]}
         # or request_json: '{"redirect_uris": [] , "redirect_uris": []}' for raw bodies
         expect:
-          decision: allowed          # allowed | denied
+          decision: allowed          # allowed | denied | would_deny (report-only)
           rule: allow.custom
           error: invalid_redirect_uri   # the wire error code (denials)
           status: 400
@@ -36,6 +36,7 @@ from gateway.policy.decision import Decision
 from gateway.policy.judge import judge, judge_body
 from gateway.policy.loader import load_policy, policy_from_mapping
 from gateway.policy.model import Policy
+from gateway.policy.report_only import Resolution, resolve
 
 _EXPECT_KEYS = {
     "decision",
@@ -69,6 +70,8 @@ class Outcome:
     case: Case
     decision: Decision
     failures: tuple[str, ...]
+    #: The decision acted on and the reported one, under report-only.
+    resolution: Resolution | None = None
 
     @property
     def passed(self) -> bool:
@@ -128,8 +131,20 @@ def discover(directory: Path) -> Iterator[Path]:
     yield from sorted(directory.rglob("*.yaml"))
 
 
+def evaluate_resolved(
+    policy: Policy, request: dict[str, Any] | None, request_json: str | None
+) -> Resolution:
+    """:func:`evaluate`, with report-only applied as the gateway applies it: a refusal of a
+    report-only group becomes ``would_deny`` unless an enforced rule still refuses."""
+    decision = evaluate(policy, request, request_json)
+    return resolve(policy, decision, lambda view: evaluate(view, request, request_json))
+
+
 def run_case(case: Case) -> Outcome:
-    decision = evaluate(case.policy, case.request, case.request_json)
+    resolution = evaluate_resolved(case.policy, case.request, case.request_json)
+    # The policy's verdict: the reported refusal for would_deny, else what is acted on.
+    decision = resolution.reported or resolution.acting
+    forwarded = resolution.acting
     expect = case.expect
     failures: list[str] = []
 
@@ -138,7 +153,7 @@ def run_case(case: Case) -> Outcome:
             failures.append(f"{what}: expected {wanted!r}, got {actual!r}")
 
     if "decision" in expect:
-        compare("decision", "allowed" if decision.allowed else "denied", expect["decision"])
+        compare("decision", resolution.outcome, expect["decision"])
     if "rule" in expect:
         compare("rule", decision.rule, expect["rule"])
     if "error" in expect:
@@ -152,12 +167,12 @@ def run_case(case: Case) -> Outcome:
     if "dropped" in expect:
         compare("dropped", list(decision.dropped_redirect_uris), list(expect["dropped"]))
     if "forwarded" in expect:
-        compare("forwarded", decision.metadata, expect["forwarded"])
+        compare("forwarded", forwarded.metadata, expect["forwarded"])
     for key, wanted in (expect.get("forwarded_includes") or {}).items():
-        compare(f"forwarded.{key}", decision.metadata.get(key, "<absent>"), wanted)
+        compare(f"forwarded.{key}", forwarded.metadata.get(key, "<absent>"), wanted)
     if not failures and decision.allowed is False and "rule" not in expect:
         failures.append("a denial must name the rule it expects")
-    return Outcome(case, decision, tuple(failures))
+    return Outcome(case, decision, tuple(failures), resolution)
 
 
 def decision_fields(decision: Decision) -> dict[str, Any]:
