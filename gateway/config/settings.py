@@ -58,6 +58,9 @@ DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_GUARDED_CONNECTIONS = 20
 DEFAULT_DISCOVERY_CACHE = 60.0
 DEFAULT_CORS_MAX_AGE = 600.0
+DEFAULT_RELOAD_INTERVAL = 2.0
+#: The shortest watch interval: polling more often buys nothing but stat calls.
+MIN_RELOAD_INTERVAL = 0.1
 PROFILES = ("generic", "keycloak")
 #: Keycloak's client registration providers (``/realms/{realm}/clients-registrations/{id}``).
 KEYCLOAK_PROVIDERS = ("openid-connect", "default", "install", "saml2-entity-descriptor")
@@ -195,6 +198,16 @@ class Cimd:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyReload:
+    """``policy_reload``: the policy files are read again on SIGHUP and on the admin API's
+    ``POST /-/admin/policy/reload``; with ``watch``, also when one changes on disk (polled
+    every ``interval``: modification time, size and inode)."""
+
+    watch: bool = False
+    interval: float = DEFAULT_RELOAD_INTERVAL
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: Listen
     public_url: URL
@@ -212,6 +225,7 @@ class Settings:
     admin: Admin = Admin()
     registry: RegistrySettings = RegistrySettings()
     cimd: Cimd = Cimd()
+    policy_reload: PolicyReload = PolicyReload()
 
 
 _TOP_KEYS = {
@@ -230,6 +244,7 @@ _TOP_KEYS = {
     "admin",
     "registry",
     "cimd",
+    "policy_reload",
 }
 _UPSTREAM_KEYS = {
     "url",
@@ -392,6 +407,16 @@ def _read_cimd(r: Reader, top: dict[str, Any], base_dir: Path) -> Cimd:
         mode=r.get(section, cp, "mode", as_choice("bridge", "police"), "bridge"),
         fetch=fetch,
     )
+
+
+def _read_policy_reload(r: Reader, top: dict[str, Any]) -> PolicyReload:
+    pp: KeyPath = ("policy_reload",)
+    section = r.section(top.get("policy_reload"), pp, {"watch", "interval"})
+    interval = r.get(section, pp, "interval", as_duration, DEFAULT_RELOAD_INTERVAL)
+    if interval < MIN_RELOAD_INTERVAL:
+        r.problem((*pp, "interval"), f"must be at least {MIN_RELOAD_INTERVAL:g}s")
+        interval = DEFAULT_RELOAD_INTERVAL
+    return PolicyReload(watch=r.get(section, pp, "watch", as_bool, False), interval=interval)
 
 
 def _read_registry(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> RegistrySettings:
@@ -570,4 +595,5 @@ def read_settings(
         admin=_read_admin(r, top, os.environ if env is None else env),
         registry=_read_registry(r, top, os.environ if env is None else env),
         cimd=_read_cimd(r, top, base_dir),
+        policy_reload=_read_policy_reload(r, top),
     )

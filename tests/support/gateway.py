@@ -30,6 +30,7 @@ from gateway.config.settings import (
     Keycloak,
     Limits,
     Listen,
+    PolicyReload,
     RegistrySettings,
     Secret,
     Settings,
@@ -72,6 +73,8 @@ def make_settings(
     dry_run: bool = False,
     admin_listen: Listen | None = None,
     cimd: Cimd | None = None,
+    policy_file: Path | None = None,
+    policy_reload: PolicyReload | None = None,
 ) -> Settings:
     """Settings for a test gateway; registration access tokens are sealed with a fresh key
     unless ``registry_keys=()`` (no key configured)."""
@@ -96,7 +99,8 @@ def make_settings(
                 else Secret(upstream_initial_access_token)
             ),
         ),
-        policy_file=DEFAULT_POLICY,
+        policy_file=policy_file or DEFAULT_POLICY,
+        policy_reload=policy_reload or PolicyReload(),
         storage=storage,
         trusted_proxies=trusted_proxies,
         limits=Limits(
