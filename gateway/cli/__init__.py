@@ -1,4 +1,4 @@
-"""The ``dcr-gateway`` command: ``run``, ``check``, ``explain``, ``test-policy``,
+"""The ``dcr-gateway`` command: ``run``, ``check``, ``explain``, ``test-policy``, ``diff``,
 ``hash-token``, ``clients``.
 
 Each subcommand is a module with one :class:`~gateway.cli.common.Command`; adding one is a
@@ -11,7 +11,16 @@ import argparse
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import check, clients, explain, hash_token, registry_key, run, test_policy
+from gateway.cli import (
+    check,
+    clients,
+    diff,
+    explain,
+    hash_token,
+    registry_key,
+    run,
+    test_policy,
+)
 from gateway.cli.common import Command
 
 COMMANDS: tuple[Command, ...] = (
@@ -19,6 +28,7 @@ COMMANDS: tuple[Command, ...] = (
     check.COMMAND,
     explain.COMMAND,
     test_policy.COMMAND,
+    diff.COMMAND,
     hash_token.COMMAND,
     registry_key.COMMAND,
     clients.COMMAND,
