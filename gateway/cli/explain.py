@@ -27,6 +27,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def explain(args: argparse.Namespace) -> int:
     from gateway.policy.cases import decision_fields, describe
     from gateway.policy.judge import judge_body
+    from gateway.policy.report_only import resolve
     from gateway.registry.entry import Status
     from gateway.registry.record import first_status
 
@@ -50,19 +51,34 @@ def explain(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         print(f"note: tenant {args.tenant!r} has no policy of its own", file=sys.stderr)
     policy = loaded.policies.for_tenant(args.tenant)
-    decision = judge_body(policy, body)
-    limits = counted_by(policy, decision, args.tenant, args.client_ip)
+    resolution = resolve(policy, judge_body(policy, body), lambda view: judge_body(view, body))
+    decision = resolution.reported or resolution.acting
+    limits = counted_by(policy, resolution.acting, args.tenant, args.client_ip)
     # Without a token (an explained request carries none).
-    starts = first_status(policy, managed=decision.vendor is not None, had_token=False)
+    starts = first_status(policy, managed=resolution.acting.vendor is not None, had_token=False)
     if args.json:
         fields = decision_fields(decision)
+        if resolution.outcome == "would_deny":
+            fields["decision"] = "would_deny"
+            fields["report_only_group"] = str(resolution.group)
+            fields["forwarded"] = resolution.acting.metadata
         fields["rate_limits"] = limits
         fields["initial_access_token_required"] = policy.initial_access_tokens.required
-        if decision.allowed:
+        if resolution.acting.allowed:
             fields["starts_as"] = starts.value
         print(json.dumps(fields, indent=2, ensure_ascii=False))
     else:
-        print(describe(decision))
+        text = describe(decision)
+        if resolution.outcome == "would_deny":
+            text = text.replace("decision: denied", "decision: would_deny", 1)
+        print(text)
+        if resolution.outcome == "would_deny":
+            print(
+                f"report:   would_deny: report_only ({resolution.group}), so it is forwarded "
+                f"(the enforced rules allow it: {resolution.acting.rule})"
+            )
+            print("forwarded metadata:")
+            print(json.dumps(resolution.acting.metadata, indent=2, ensure_ascii=False))
         for limit in limits:
             print(
                 f"limit:    {limit['name']} ({limit['limit']} per {limit['key']}, counting "
@@ -70,9 +86,9 @@ def explain(args: argparse.Namespace) -> int:
             )
         if policy.initial_access_tokens.required:
             print("token:    an initial access token is required (Authorization: Bearer)")
-        if decision.allowed and starts is Status.PENDING:
+        if resolution.acting.allowed and starts is Status.PENDING:
             print("status:   pending: it waits for an administrator's approval (approval)")
-    return EXIT_OK if decision.allowed else EXIT_FAIL
+    return EXIT_OK if resolution.acting.allowed else EXIT_FAIL
 
 
 def counted_by(

@@ -74,7 +74,7 @@ def decide(
 
 
 def _allow_rule(policy: Policy, work: Work) -> str:
-    if policy.mode is Mode.OPEN:
+    if policy.mode is Mode.OPEN or work.kinds == {"open"}:  # ("open": allow lists off)
         return rules.ALLOW_OPEN.id
     if not work.accepted:
         return rules.ALLOW_NO_REDIRECT_URIS.id
