@@ -61,7 +61,7 @@ async def admin(url: str, method: str, path: str) -> tuple[int, dict]:
 
 
 def events(gateway, name: str) -> list[dict]:
-    return [e for e in gateway.events() if e["event"] == name]
+    return [e for e in gateway.all_events() if e["event"] == name]
 
 
 async def test_admin_reload_swaps_the_policy_and_audits_it(upstream, gateway_factory, tmp_path):
@@ -199,10 +199,10 @@ def test_sighup_reloads_a_running_gateway(upstream, tmp_path):
         assert process.process is not None
         process.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
-        while len([e for e in process.events() if e["event"] == "policy.loaded"]) < 2:
+        while len([e for e in process.all_events() if e["event"] == "policy.loaded"]) < 2:
             assert time.monotonic() < deadline, process.log()
             time.sleep(0.05)
-        loaded = [e for e in process.events() if e["event"] == "policy.loaded"]
+        loaded = [e for e in process.all_events() if e["event"] == "policy.loaded"]
         assert [e["trigger"] for e in loaded] == ["startup", "signal"]
         assert loaded[1]["changed"] is True
         assert process.process.poll() is None  # still serving

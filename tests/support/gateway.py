@@ -159,7 +159,12 @@ class RunningGateway:
     audit_path: Path
 
     def events(self) -> list[dict[str, Any]]:
-        """Every audit event written so far, parsed from the JSON lines of the sink."""
+        """Every audit event of a request written so far, parsed from the JSON lines of
+        the sink (the policy loads, ``policy.*``, are in :meth:`all_events`)."""
+        return [e for e in self.all_events() if not str(e.get("event")).startswith("policy.")]
+
+    def all_events(self) -> list[dict[str, Any]]:
+        """Every audit event written so far, policy loads included."""
         if not self.audit_path.exists():
             return []
         lines = self.audit_path.read_text(encoding="utf-8").splitlines()
