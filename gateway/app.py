@@ -42,6 +42,9 @@ from gateway.registry.records import ClientRecords
 from gateway.registry.sealing import Sealer, new_key
 from gateway.registry.store import Registry
 from gateway.registry.use import guard_use
+from gateway.reload.admin import add_routes as add_policy_admin_routes
+from gateway.reload.reloader import PolicyReloader
+from gateway.reload.watch import policy_reload
 from gateway.state import GATEWAY, Gateway
 from gateway.storage import open_storage
 from gateway.tokens.admin import add_routes as add_admin_routes
@@ -195,6 +198,7 @@ def admin_app(gateway: Gateway) -> web.Application:
     add_operational_routes(admin)
     add_admin_routes(admin)
     add_client_admin_routes(admin)
+    add_policy_admin_routes(admin)
     admin.router.add_route("*", "/{tail:.*}", not_found)
     return admin
 
@@ -297,9 +301,11 @@ def create_app(
     serve_with_gateway_protocol(app)
     storage = open_storage(settings.storage)
     registry = Registry(storage)
+    if not isinstance(policies, Policies):
+        policies = Policies(policies)
     app[GATEWAY] = Gateway(
         settings=settings,
-        policies=policies if isinstance(policies, Policies) else Policies(policies),
+        policies=policies,
         upstream=UpstreamClient(settings.upstream),
         audit=audit or AuditLog(settings.audit.sink),
         storage=storage,
@@ -312,12 +318,22 @@ def create_app(
         registry=registry,
         gate=ClientGate(registry),
         sealer=Sealer(sealing_keys(settings)),
+        reloader=PolicyReloader(settings, policies),
         cimd_fetcher=cimd_fetcher(settings),
     )
     app[ADMIN_ADDRESS] = {}
     # Order matters: the audit sink outlives everything that may write to it.
     app.cleanup_ctx.extend(
-        [_audit, _storage, _upstream, _tables, _cimd, _registration_endpoint, lifecycle_job]
+        [
+            _audit,
+            _storage,
+            _upstream,
+            _tables,
+            _cimd,
+            _registration_endpoint,
+            lifecycle_job,
+            policy_reload,
+        ]
     )
     app.router.add_get("/-/healthz", healthz)
     if not settings.admin.serve_health:  # else on the admin listener only
@@ -325,6 +341,7 @@ def create_app(
     if settings.admin.listen is None:
         add_admin_routes(app)
         add_client_admin_routes(app)
+        add_policy_admin_routes(app)
     else:
         app.cleanup_ctx.append(admin_listener)
     app.router.add_route("*", "/-/{tail:.*}", not_found)

@@ -528,6 +528,13 @@ ADMIN_DELETE_FAILED = _rule(
     "an administrator's delete of a client failed upstream (or no usable registration "
     "access token is kept); the client is kept, flagged `deleting`, and retried",
 )
+ADMIN_POLICY_INVALID = _rule(
+    "admin.policy_invalid",
+    Conflict,
+    Stage.GATEWAY,
+    "a policy reload (`POST /-/admin/policy/reload`) whose files do not load: the policies "
+    "in force stay; the answer names the first problem with its `file:line`",
+)
 CIMD_DISABLED = _rule(
     "cimd.disabled",
     InvalidClient,

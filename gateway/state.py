@@ -19,6 +19,7 @@ from gateway.registry.gate import ClientGate
 from gateway.registry.records import ClientRecords
 from gateway.registry.sealing import Sealer
 from gateway.registry.store import Registry
+from gateway.reload.reloader import PolicyReloader
 from gateway.storage import Storage
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.discovery import MetadataCache
@@ -29,8 +30,9 @@ class Gateway:
     """Everything a request handler needs.
 
     A request reads its policy from ``policies`` once, into a local, so a later reload
-    never changes the rules halfway through a decision.  ``router`` is replaced once at
-    start-up when the registration endpoint is discovered.
+    never changes the rules halfway through a decision; ``reloader`` replaces ``policies``
+    with one assignment (:mod:`gateway.reload`).  ``router`` is replaced once at start-up
+    when the registration endpoint is discovered.
     """
 
     settings: Settings
@@ -47,6 +49,8 @@ class Gateway:
     registry: Registry
     gate: ClientGate
     sealer: Sealer
+    #: Reloads ``policies`` (SIGHUP, the admin API, the file watcher) and keeps its status.
+    reloader: PolicyReloader
     #: Fetches Client ID Metadata Documents (``cimd.enabled``); ``None`` otherwise.
     cimd_fetcher: DocumentFetcher | None = None
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.errors import OAuthError
     from gateway.policy.decision import Decision
     from gateway.policy.model import Policy
+    from gateway.policy.report_only import Resolution
 
 #: The ``event`` value of a registration decision.
 REGISTRATION_EVENT = "registration"
@@ -37,6 +38,15 @@ MAX_TEXT = 2000
 #: Most items kept from a client-supplied list (the policy refuses more than
 #: ``max_redirect_uris`` redirect URIs, so real requests are never cut).
 MAX_ITEMS = 100
+#: Largest ``metadata`` kept for replay (its JSON); a larger request is not kept at all,
+#: rather than cut into something the policy would judge differently.
+MAX_REPLAY_BYTES = 16384
+#: What stands in for a value the event does not keep (an unknown field, a secret).
+OMITTED = "<omitted>"
+#: Values that are kept only as present: a software statement (its claims) and ``jwks``.
+_PRESENT_ONLY = frozenset({"software_statement"})
+#: Fields that only appear when set.
+_OPTIONAL = ("truncated", "metadata", "policy_decision", "report_only")
 
 
 @dataclass(slots=True)
@@ -78,6 +88,15 @@ class AuditRecord:
     client_disconnected: bool = False
     latency_ms: float | None = None
     truncated: dict[str, int] = field(default_factory=dict)
+    #: The submitted client metadata as the policy judges it, without secrets
+    #: (:func:`replayable`), so ``dcr-gateway diff`` can judge it again.
+    metadata: dict[str, Any] | None = None
+    #: The policy's verdict, whatever happened after it (a rate limit, the upstream):
+    #: ``{"decision": allowed | denied | would_deny, "rule": ...}``.
+    policy_decision: dict[str, str] | None = None
+    #: Under report-only, the refusal that was only reported: its group, error and
+    #: description, and the rule that let the request through.
+    report_only: dict[str, Any] | None = None
     #: Fields of one kind of event only (``changes`` of ``client.updated``).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -96,14 +115,48 @@ class AuditRecord:
         self.grant_types = self._texts("grant_types", metadata.get("grant_types"))
         self.scope = self._text("scope", metadata.get("scope"))
 
+    def note_submitted(self, metadata: Mapping[str, Any]) -> None:
+        """Keep the submitted metadata for replay (:func:`replayable`: no secrets, and
+        nothing at all when it is larger than :data:`MAX_REPLAY_BYTES`)."""
+        kept = replayable(metadata)
+        size = len(json.dumps(kept, ensure_ascii=False, default=str).encode("utf-8"))
+        if size > MAX_REPLAY_BYTES:
+            self.truncated["metadata"] = size
+            self.metadata = None
+        else:
+            self.metadata = kept
+
     def note_decision(self, decision: Decision) -> None:
         """The verdict's rule and what it matched; an allowed decision is ``allowed``."""
         self.rule = decision.rule
         self.matched = list(decision.matched)
         self.vendor = decision.vendor
         self.dropped_redirect_uris = list(decision.dropped_redirect_uris)
+        self.policy_decision = {
+            "decision": "allowed" if decision.allowed else "denied",
+            "rule": decision.rule,
+        }
+        self.report_only = None
         if decision.allowed:
             self.decision = "allowed"
+
+    def note_resolution(self, resolution: Resolution) -> None:
+        """The decision acted on; under report-only, the refusal that was only reported
+        (the event then says ``decision: would_deny`` and names its rule)."""
+        self.note_decision(resolution.acting)
+        reported = resolution.reported
+        if reported is None or reported.error is None or resolution.group is None:
+            return
+        self.rule = reported.rule
+        self.matched = list(reported.matched)
+        self.policy_decision = {"decision": "would_deny", "rule": reported.rule}
+        self.report_only = {
+            "group": resolution.group.value,
+            "error": reported.error.error,
+            "error_description": reported.error.description,
+            "status": reported.error.status,
+            "allowed_by": resolution.acting.rule,
+        }
 
     def note_error(self, error: OAuthError) -> None:
         """A refusal (4xx, ``denied``) or a fault (5xx, ``error``) and what was answered."""
@@ -134,8 +187,11 @@ class AuditRecord:
             if name not in ("event", "extra")
             for value in (getattr(self, name),)
         }
-        if not self.truncated:
-            del fields["truncated"]
+        for name in _OPTIONAL:
+            if not fields[name]:
+                del fields[name]
+        if self.report_only is not None and self.decision == "allowed":
+            fields["decision"] = "would_deny"  # forwarded, though the policy would refuse
         fields.update(self.extra)
         return fields
 
@@ -155,3 +211,36 @@ class AuditRecord:
             self.truncated[name] = len(items)
             items = items[:MAX_ITEMS]
         return [self._text(f"{name}[{i}]", v) or "" for i, v in enumerate(items)]
+
+
+def replayable(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata as the policy judges it, minus anything secret.
+
+    Fields RFC 7591 and OpenID Connect define (:mod:`gateway.oauth.rfc7591`, with their
+    language-tagged variants) are kept as sent; a software statement only as present
+    (the engine refuses any); ``jwks`` as an object without its keys (the policy only asks
+    whether it is there, and a private key must never reach a log); every other field
+    (``client_secret``, a registration access token, extensions the policy does not
+    judge) as :data:`OMITTED`, so the number of members is still right."""
+    from gateway.oauth.rfc7591 import (
+        BOOLEAN_FIELDS,
+        INTEGER_FIELDS,
+        OBJECT_FIELDS,
+        STRING_ARRAY_FIELDS,
+        STRING_FIELDS,
+        base_field,
+    )
+
+    known = STRING_ARRAY_FIELDS | STRING_FIELDS | INTEGER_FIELDS | BOOLEAN_FIELDS
+    kept: dict[str, Any] = {}
+    for key, value in metadata.items():
+        name = base_field(key)
+        if name in _PRESENT_ONLY:
+            kept[key] = OMITTED
+        elif name in OBJECT_FIELDS:
+            kept[key] = {"keys": OMITTED} if isinstance(value, dict) else OMITTED
+        elif name in known:
+            kept[key] = value
+        else:
+            kept[key] = OMITTED
+    return kept

@@ -56,6 +56,8 @@ from gateway.http.exchange import Exchange
 from gateway.http.pages import wants_json
 from gateway.http.routes import Kind, Target
 from gateway.policy.decision import Decision, RequestContext
+from gateway.policy.model import Policy
+from gateway.registration.register import report_or_refuse
 from gateway.registry.entry import Status
 from gateway.state import Gateway
 from gateway.storage import StorageError
@@ -148,9 +150,10 @@ async def _decide(
     fetched = await _fetch(gateway, url, record)
     decision = judge_document(policy, url, fetched.document, RequestContext(record.client_ip))
     record.note_request(decision.metadata)
-    record.note_decision(decision)
-    if decision.error is not None:
-        raise decision.error
+    context = RequestContext(record.client_ip)
+    decision = report_or_refuse(  # report-only: a reported refusal acts by the enforced view
+        record, policy, decision, lambda view: judge_document(view, url, fetched.document, context)
+    )
     if target.kind is Kind.AUTHORIZE or _is_pushed_authorization(body):
         requested = _redirect_uris(request, body)
         if requested or not _by_reference(request):
@@ -187,7 +190,9 @@ async def _decide(
                 "authorization endpoint"
             )
         if mapping is None or target.kind is Kind.AUTHORIZE:
-            mapping = await _bridge(request, gateway, target, url, decision, digest, mapping)
+            mapping = await _bridge(
+                request, gateway, target, policy, url, decision, digest, mapping
+            )
     record.extra["bridged_client_id"] = mapping.client_id
     status = await _status(gateway, target.tenant, mapping.client_id)
     if status is Status.PENDING:
@@ -198,7 +203,7 @@ async def _decide(
         # Deleted by cleanup: bridge anew on the next authorization request.
         await _forget_mapping(gateway, key)
         if target.kind is Kind.AUTHORIZE:
-            mapping = await _bridge(request, gateway, target, url, decision, digest, None)
+            mapping = await _bridge(request, gateway, target, policy, url, decision, digest, None)
             record.extra["bridged_client_id"] = mapping.client_id
         else:
             raise rules.CLIENT_DELETED.refuse("the client is no longer registered")
@@ -312,6 +317,7 @@ async def _bridge(
     request: web.Request,
     gateway: Gateway,
     target: Target,
+    policy: Policy,
     url: str,
     decision: Decision,
     digest: str,
@@ -331,9 +337,13 @@ async def _bridge(
                 return current
             mapping = None
             if previous is not None:
-                mapping = await update(request, gateway, target, url, decision, digest, previous)
+                mapping = await update(
+                    request, gateway, target, policy, url, decision, digest, previous
+                )
             if mapping is None:
-                mapping = await register(request, gateway, target, url, decision, digest, previous)
+                mapping = await register(
+                    request, gateway, target, policy, url, decision, digest, previous
+                )
             await storage.set(key, mapping.to_bytes())
             return mapping
         finally:

@@ -47,7 +47,12 @@ def judge_document(
         return Decision.deny(refusal, metadata)
     decision = judge(policy, metadata, context)
     entry = policy.cimd.managed.get(url)
-    if decision.allowed and entry is not None and decision.vendor != entry:
+    if (
+        decision.allowed
+        and entry is not None
+        and decision.vendor != entry
+        and policy.protect_identities
+    ):
         return Decision.deny(
             rules.CIMD_IDENTITY.refuse(
                 f"'{url}' is the client id of the managed client '{entry}', but the "
@@ -89,7 +94,8 @@ def _document_refusal(policy: Policy, url: str, document: Mapping[str, Any]) -> 
         return rules.MODE_DISABLED.refuse(
             "client registration is disabled by policy, for metadata documents too"
         )
-    if policy.mode is Mode.ALLOWLIST and listed(policy, url) is None:
+    listing_applies = policy.mode is Mode.ALLOWLIST and not policy.cimd.any_allowed
+    if listing_applies and listed(policy, url) is None:
         return rules.CIMD_NOT_ALLOWED.refuse(
             f"the client id '{url}' is not on this server's list of metadata documents "
             "(a managed client's, or cimd.allow)"

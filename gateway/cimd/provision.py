@@ -38,6 +38,7 @@ from gateway.errors import OAuthError
 from gateway.http.routes import Target
 from gateway.oauth.body import serialize
 from gateway.policy.decision import Decision
+from gateway.policy.model import Policy
 from gateway.ratelimit.keys import RateFacts, vendor_bucket
 from gateway.registration.forward import publish_client_uri
 from gateway.registration.register import reserve_registration_quota, upstream_authorization
@@ -112,13 +113,15 @@ async def register(
     request: web.Request,
     gateway: Gateway,
     target: Target,
+    policy: Policy,
     url: str,
     decision: Decision,
     digest: str,
     previous: Mapping | None,
 ) -> Mapping:
-    """One guarded registration upstream for the document, audited as a registration."""
-    policy = gateway.policies.for_tenant(target.tenant)
+    """One guarded registration upstream for the document, audited as a registration,
+    under ``policy``: the one that judged the document (a reload meanwhile changes
+    nothing here)."""
     record = _record(request, gateway, target, REGISTRATION_EVENT, "POST", _path(gateway, target))
     record.note_policy(policy)
     metadata = bridged_metadata(decision.metadata)
@@ -185,6 +188,7 @@ async def update(
     request: web.Request,
     gateway: Gateway,
     target: Target,
+    policy: Policy,
     url: str,
     decision: Decision,
     digest: str,
@@ -205,7 +209,6 @@ async def update(
     secret = gateway.sealer.unseal(previous.sealed_secret)
     if previous.sealed_secret is not None and secret is None:
         return None
-    policy = gateway.policies.for_tenant(target.tenant)
     record = _record(
         request, gateway, target, MANAGEMENT_EVENTS["PUT"], "PUT", entry.management_path
     )

@@ -1,4 +1,4 @@
-"""The ``dcr-gateway`` command: ``run``, ``check``, ``explain``, ``test-policy``,
+"""The ``dcr-gateway`` command: ``run``, ``check``, ``explain``, ``test-policy``, ``diff``,
 ``hash-token``, ``clients``, ``healthcheck``.
 
 Each subcommand is a module with one :class:`~gateway.cli.common.Command`; adding one is a
@@ -16,6 +16,7 @@ from gateway import __version__
 from gateway.cli import (
     check,
     clients,
+    diff,
     explain,
     hash_token,
     healthcheck,
@@ -30,6 +31,7 @@ COMMANDS: tuple[Command, ...] = (
     check.COMMAND,
     explain.COMMAND,
     test_policy.COMMAND,
+    diff.COMMAND,
     hash_token.COMMAND,
     registry_key.COMMAND,
     clients.COMMAND,

@@ -124,6 +124,7 @@ def _judge_document(policy: Policy, url: str, body: bytes) -> Decision:
 def explain(args: argparse.Namespace) -> int:
     from gateway.policy.cases import decision_fields, describe
     from gateway.policy.judge import judge_body
+    from gateway.policy.report_only import resolve
     from gateway.registry.entry import Status
     from gateway.registry.record import first_status
 
@@ -136,43 +137,62 @@ def explain(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     url = _cimd_url(args, body)
     notes = []
-    if url is None:
-        decision = judge_body(policy, body)
-    else:
-        decision = _judge_document(policy, url, body)
-        if cimd_off:
-            from gateway import rules
 
-            notes.append(
-                f"cimd.enabled is off in this config; with it on, the policy would decide "
-                f"{'allowed' if decision.allowed else 'denied'} ({decision.rule})"
-            )
-            decision = Decision.deny(
-                rules.CIMD_DISABLED.refuse(
-                    "this server does not take Client ID Metadata Documents as client ids"
-                ),
-                decision.metadata,
-            )
-    limits = counted_by(policy, decision, args.tenant, args.client_ip) if url is None else []
+    def judged(view: Policy) -> Decision:
+        return judge_body(view, body) if url is None else _judge_document(view, url, body)
+
+    resolution = resolve(policy, judged(policy), judged)
+    decision = resolution.reported or resolution.acting
+    if url is not None and cimd_off:
+        from gateway import rules
+
+        notes.append(
+            f"cimd.enabled is off in this config; with it on, the policy would decide "
+            f"{'allowed' if decision.allowed else 'denied'} ({decision.rule})"
+        )
+        decision = Decision.deny(
+            rules.CIMD_DISABLED.refuse(
+                "this server does not take Client ID Metadata Documents as client ids"
+            ),
+            decision.metadata,
+        )
+        refused = decision
+        resolution = resolve(policy, refused, lambda _view: refused)
+    acting = resolution.acting
+    limits = counted_by(policy, acting, args.tenant, args.client_ip) if url is None else []
     # Without a token (an explained request carries none).
-    starts = first_status(policy, managed=decision.vendor is not None, had_token=False)
+    starts = first_status(policy, managed=acting.vendor is not None, had_token=False)
     if args.json:
         fields = decision_fields(decision)
         fields["judged_as"] = "registration" if url is None else "client_id_metadata_document"
         if url is not None:
             fields["client_id"] = url
         fields["notes"] = [*fields["notes"], *notes]
+        if resolution.outcome == "would_deny":
+            fields["decision"] = "would_deny"
+            fields["report_only_group"] = str(resolution.group)
+            fields["forwarded"] = acting.metadata
         fields["rate_limits"] = limits
         fields["initial_access_token_required"] = policy.initial_access_tokens.required
-        if decision.allowed:
+        if acting.allowed:
             fields["starts_as"] = starts.value
         print(json.dumps(fields, indent=2, ensure_ascii=False))
     else:
         if url is not None:
             print(f"judged:   as the Client ID Metadata Document at {url}")
-        print(describe(decision))
+        text = describe(decision)
+        if resolution.outcome == "would_deny":
+            text = text.replace("decision: denied", "decision: would_deny", 1)
+        print(text)
         for note in notes:
             print(f"note:     {note}")
+        if resolution.outcome == "would_deny":
+            print(
+                f"report:   would_deny: report_only ({resolution.group}), so it is forwarded "
+                f"(the enforced rules allow it: {acting.rule})"
+            )
+            print("forwarded metadata:")
+            print(json.dumps(acting.metadata, indent=2, ensure_ascii=False))
         for limit in limits:
             print(
                 f"limit:    {limit['name']} ({limit['limit']} per {limit['key']}, counting "
@@ -180,9 +200,9 @@ def explain(args: argparse.Namespace) -> int:
             )
         if url is None and policy.initial_access_tokens.required:
             print("token:    an initial access token is required (Authorization: Bearer)")
-        if decision.allowed and starts is Status.PENDING:
+        if acting.allowed and starts is Status.PENDING:
             print("status:   pending: it waits for an administrator's approval (approval)")
-    return EXIT_OK if decision.allowed else EXIT_FAIL
+    return EXIT_OK if acting.allowed else EXIT_FAIL
 
 
 def counted_by(

@@ -61,6 +61,9 @@ DEFAULT_CORS_MAX_AGE = 600.0
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 #: More worker processes than this is a typo, not a deployment (run more replicas).
 MAX_WORKERS = 64
+DEFAULT_RELOAD_INTERVAL = 2.0
+#: The shortest watch interval: polling more often buys nothing but stat calls.
+MIN_RELOAD_INTERVAL = 0.1
 PROFILES = ("generic", "keycloak")
 #: Keycloak's client registration providers (``/realms/{realm}/clients-registrations/{id}``).
 KEYCLOAK_PROVIDERS = ("openid-connect", "default", "install", "saml2-entity-descriptor")
@@ -212,6 +215,16 @@ class Server:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyReload:
+    """``policy_reload``: the policy files are read again on SIGHUP and on the admin API's
+    ``POST /-/admin/policy/reload``; with ``watch``, also when one changes on disk (polled
+    every ``interval``: modification time, size and inode)."""
+
+    watch: bool = False
+    interval: float = DEFAULT_RELOAD_INTERVAL
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: Listen
     public_url: URL
@@ -230,6 +243,7 @@ class Settings:
     registry: RegistrySettings = RegistrySettings()
     cimd: Cimd = Cimd()
     server: Server = Server()
+    policy_reload: PolicyReload = PolicyReload()
 
 
 _TOP_KEYS = {
@@ -249,6 +263,7 @@ _TOP_KEYS = {
     "registry",
     "cimd",
     "server",
+    "policy_reload",
 }
 _UPSTREAM_KEYS = {
     "url",
@@ -451,6 +466,16 @@ def _read_cimd(r: Reader, top: dict[str, Any], base_dir: Path) -> Cimd:
     )
 
 
+def _read_policy_reload(r: Reader, top: dict[str, Any]) -> PolicyReload:
+    pp: KeyPath = ("policy_reload",)
+    section = r.section(top.get("policy_reload"), pp, {"watch", "interval"})
+    interval = r.get(section, pp, "interval", as_duration, DEFAULT_RELOAD_INTERVAL)
+    if interval < MIN_RELOAD_INTERVAL:
+        r.problem((*pp, "interval"), f"must be at least {MIN_RELOAD_INTERVAL:g}s")
+        interval = DEFAULT_RELOAD_INTERVAL
+    return PolicyReload(watch=r.get(section, pp, "watch", as_bool, False), interval=interval)
+
+
 def _read_registry(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> RegistrySettings:
     """``registry.key_env`` names the variable with the sealing keys; a named variable that
     is unset or holds no valid key is a problem (tokens would silently not be kept)."""
@@ -629,4 +654,5 @@ def read_settings(
         registry=_read_registry(r, top, os.environ if env is None else env),
         cimd=_read_cimd(r, top, base_dir),
         server=_read_server(r, top, storage),
+        policy_reload=_read_policy_reload(r, top),
     )

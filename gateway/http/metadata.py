@@ -21,7 +21,7 @@ from gateway.errors import OAuthError
 from gateway.http.forwarding import Caller
 from gateway.http.responses import error_response
 from gateway.http.routes import Target
-from gateway.policy.model import Mode
+from gateway.policy.model import Mode, RuleGroup
 from gateway.state import Gateway
 from gateway.upstream.client import read_guarded
 from gateway.upstream.discovery import publish_metadata
@@ -72,7 +72,8 @@ async def _serve(
     published = publish_metadata(
         cached.document,
         _public(gateway, target.registration_path),
-        registration_open=policy.mode is not Mode.DISABLED,
+        # Under report-only a disabled mode only reports: registrations still go through.
+        registration_open=policy.mode is not Mode.DISABLED or RuleGroup.MODE in policy.report_only,
         cimd=gateway.settings.cimd.enabled,
     )
     out_headers = CIMultiDict(cached.headers)  # repeated headers kept one by one

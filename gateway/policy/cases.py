@@ -12,7 +12,7 @@ project's own suite and ``dcr-gateway test-policy DIR`` run the same files.  A c
         request: {redirect_uris: ["https://app.example.com/cb"]}
         # or request_json: '{"redirect_uris": [] , "redirect_uris": []}' for raw bodies
         expect:
-          decision: allowed          # allowed | denied
+          decision: allowed          # allowed | denied | would_deny (report-only)
           rule: allow.custom
           error: invalid_redirect_uri   # the wire error code (denials)
           status: 400
@@ -38,6 +38,7 @@ from gateway.policy.decision import Decision
 from gateway.policy.judge import judge, judge_body
 from gateway.policy.loader import load_policy, read_policy
 from gateway.policy.model import Policy
+from gateway.policy.report_only import Resolution, resolve
 
 _EXPECT_KEYS = frozenset(
     {
@@ -83,6 +84,8 @@ class Outcome:
     case: Case
     decision: Decision | None
     failures: tuple[str, ...]
+    #: The decision acted on and the reported one, under report-only.
+    resolution: Resolution | None = None
 
     @property
     def passed(self) -> bool:
@@ -213,8 +216,8 @@ def _read_case(
                 did_you_mean(key, _EXPECT_KEYS),
             )
             broken = True
-    if "decision" in expect and expect["decision"] not in ("allowed", "denied"):
-        problem((*at, "expect", "decision"), "must be allowed or denied")
+    if "decision" in expect and expect["decision"] not in ("allowed", "denied", "would_deny"):
+        problem((*at, "expect", "decision"), "must be allowed, denied or would_deny")
         broken = True
     request_json = raw.get("request_json")
     if request_json is not None and not isinstance(request_json, str):
@@ -263,11 +266,23 @@ def uncovered(outcomes: Iterable[Outcome]) -> list[str]:
     return [rule for rule in policy_rules() if rule not in seen]
 
 
+def evaluate_resolved(
+    policy: Policy, request: dict[str, Any] | None, request_json: str | None
+) -> Resolution:
+    """:func:`evaluate`, with report-only applied as the gateway applies it: a refusal of a
+    report-only group becomes ``would_deny`` unless an enforced rule still refuses."""
+    decision = evaluate(policy, request, request_json)
+    return resolve(policy, decision, lambda view: evaluate(view, request, request_json))
+
+
 def run_case(case: Case) -> Outcome:
     try:
-        decision = evaluate(case.policy, case.request, case.request_json)
+        resolution = evaluate_resolved(case.policy, case.request, case.request_json)
     except Exception as exc:  # the engine is total; a fault here is a bug, reported per case
         return Outcome(case, None, (f"the policy engine failed: {type(exc).__name__}: {exc}",))
+    # The policy's verdict: the reported refusal for would_deny, else what is acted on.
+    decision = resolution.reported or resolution.acting
+    forwarded = resolution.acting
     expect = case.expect
     failures: list[str] = []
 
@@ -276,7 +291,7 @@ def run_case(case: Case) -> Outcome:
             failures.append(f"{what}: expected {wanted!r}, got {actual!r}")
 
     if "decision" in expect:
-        compare("decision", "allowed" if decision.allowed else "denied", expect["decision"])
+        compare("decision", resolution.outcome, expect["decision"])
     if "rule" in expect:
         compare("rule", decision.rule, expect["rule"])
     if "error" in expect:
@@ -290,12 +305,12 @@ def run_case(case: Case) -> Outcome:
     if "dropped" in expect:
         compare("dropped", list(decision.dropped_redirect_uris), list(expect["dropped"]))
     if "forwarded" in expect:
-        compare("forwarded", decision.metadata, expect["forwarded"])
+        compare("forwarded", forwarded.metadata, expect["forwarded"])
     for key, wanted in (expect.get("forwarded_includes") or {}).items():
-        compare(f"forwarded.{key}", decision.metadata.get(key, "<absent>"), wanted)
+        compare(f"forwarded.{key}", forwarded.metadata.get(key, "<absent>"), wanted)
     if not failures and decision.allowed is False and "rule" not in expect:
         failures.append("a denial must name the rule it expects")
-    return Outcome(case, decision, tuple(failures))
+    return Outcome(case, decision, tuple(failures), resolution)
 
 
 def decision_fields(decision: Decision) -> dict[str, Any]:

@@ -57,7 +57,8 @@ def decide(
         check_metadata_urls(policy, work)
         if work.vendor is None:
             work.vendor = _vendor_by_uri(policy, work.accepted)
-        check_owned_hosts(policy, work)
+        if policy.protect_identities:
+            check_owned_hosts(policy, work)
     except Refused as refused:
         return Decision.deny(refused.error, work.metadata, matched=refused.matched)
     return Decision(
@@ -73,7 +74,7 @@ def decide(
 
 
 def _allow_rule(policy: Policy, work: Work) -> str:
-    if policy.mode is Mode.OPEN:
+    if policy.mode is Mode.OPEN or work.kinds == {"open"}:  # ("open": allow lists off)
         return rules.ALLOW_OPEN.id
     if not work.accepted:
         return rules.ALLOW_NO_REDIRECT_URIS.id
@@ -123,14 +124,14 @@ def _grant_and_response_types(policy: Policy, work: Work) -> frozenset[str]:
     if not grants:
         raise Refused(rules.GRANT_TYPE_NOT_ALLOWED.refuse("grant_types must not be empty"))
     for grant in grants:
-        if grant not in allowed_grants:
+        if allowed_grants is not None and grant not in allowed_grants:
             raise Refused(
                 rules.GRANT_TYPE_NOT_ALLOWED.refuse(
                     f"grant type {show(grant)} is not allowed; allowed: {listing(allowed_grants)}"
                 )
             )
     for response in responses:
-        if response not in allowed_responses:
+        if allowed_responses is not None and response not in allowed_responses:
             raise Refused(
                 rules.RESPONSE_TYPE_NOT_ALLOWED.refuse(
                     f"response type {show(response)} is not allowed; allowed: "
@@ -196,7 +197,7 @@ def _auth_method(policy: Policy, work: Work) -> None:
         md["token_endpoint_auth_method"] = policy.client.default_token_endpoint_auth_method
         work.notes.append(f"injected token_endpoint_auth_method={md['token_endpoint_auth_method']}")
     method = md["token_endpoint_auth_method"]
-    if method not in allowed:
+    if allowed is not None and method not in allowed:
         raise Refused(
             rules.AUTH_METHOD_NOT_ALLOWED.refuse(
                 f"token_endpoint_auth_method {show(method)} is not allowed; allowed: "

@@ -37,6 +37,8 @@ def check_identity(policy: Policy, work: Work) -> None:
     claimed_by: list[str] = []
     for name in localized_names(work.metadata):
         _check_name(policy, name)
+        if not policy.protect_identities:
+            continue
         for entries in _name_claims(policy, name):
             candidates = entries if candidates is None else _both(candidates, entries)
             claim = f"client_name {show(name)}"
@@ -50,7 +52,8 @@ def check_identity(policy: Policy, work: Work) -> None:
             raise Refused(
                 rules.SOFTWARE_ID_INVALID.refuse(f"software_id {show(software_id)} {problem}")
             )
-        by_software_id = policy.managed.by_software_id.get(software_id_key(software_id), ())
+        if policy.protect_identities:
+            by_software_id = policy.managed.by_software_id.get(software_id_key(software_id), ())
     if candidates is None and not by_software_id:
         return
     if by_software_id:

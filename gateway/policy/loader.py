@@ -9,6 +9,7 @@ implicit or password grant.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.config.reader import Reader, as_choice, as_int, as_nonempty_str
+from gateway.config.reader import Reader, as_bool, as_choice, as_int, as_nonempty_str
 from gateway.config.yamlsource import (
     ConfigError,
     Document,
@@ -37,6 +38,7 @@ from gateway.policy.managed import as_host, build_index, load_managed, managed_s
 from gateway.policy.model import (
     CimdPolicy,
     ClientPolicy,
+    Enforcement,
     ManagedClient,
     Mode,
     NameGlob,
@@ -44,10 +46,12 @@ from gateway.policy.model import (
     OnMismatch,
     Policy,
     RedirectPolicy,
+    RuleGroup,
     ScopePolicy,
 )
 from gateway.policy.names import claim_keys, compile_name_glob
 from gateway.policy.patterns import LoopbackMode, PatternError, PatternSet, compile_pattern
+from gateway.policy.report_only import SECTION_GROUPS, enforced_view
 from gateway.policy.spec import (
     AUTH_METHODS,
     DEFAULT_AUTH_METHODS,
@@ -164,6 +168,27 @@ class _PolicyReader:
             "cleanup": read_cleanup(r, top),
             "quotas": read_quotas(r, top),
         }
+
+    def reporting(self) -> tuple[Enforcement, frozenset[RuleGroup]]:
+        """``enforcement`` and each section's ``report_only``: the groups whose refusals
+        are audited as ``would_deny`` and not enforced (all of them under
+        ``enforcement: report-only``, ``mode: disabled`` included)."""
+        r = self.r
+        top = r.document.data if isinstance(r.document.data, dict) else {}
+        enforcement = Enforcement(
+            r.get(top, (), "enforcement", as_choice(*(e.value for e in Enforcement)), "enforce")
+        )
+        groups: set[RuleGroup] = set()
+        for group in SECTION_GROUPS:
+            path: KeyPath = (group.value,)
+            section = top.get(group.value)
+            if group is RuleGroup.IDENTITY:  # the one section with nothing else in it
+                section = r.section(section, path, spec.IDENTITY.names)
+            if isinstance(section, dict) and r.get(section, path, "report_only", as_bool, False):
+                groups.add(group)
+        if enforcement is Enforcement.REPORT_ONLY:
+            groups = {RuleGroup.MODE, *SECTION_GROUPS}
+        return enforcement, frozenset(groups)
 
     def read(self, clients: tuple[ManagedClient, ...]) -> tuple[Any, ...]:
         r = self.r
@@ -316,6 +341,7 @@ def read_policy(
         return _load_token_policy(path, key, document, problems, clients, managed_bytes)
 
     controls = reader.controls(None if token_policy else nested)
+    enforcement, report_only = reader.reporting()
     index = build_index(clients, loopback)
     selected = [
         pattern
@@ -323,7 +349,7 @@ def read_policy(
         if c.id in managed_ids
         for pattern in (compile_pattern(u, f"managed:{c.id}") for u in c.redirect_uris)
     ]
-    return Policy(
+    policy = Policy(
         version=version,
         mode=mode,
         redirect_uris=RedirectPolicy(
@@ -339,8 +365,13 @@ def read_policy(
         source=document.name,
         revision=policy_revision(source_bytes, managed_bytes),
         cimd=reader.cimd(clients, loopback),
+        enforcement=enforcement,
+        report_only=report_only,
         **controls,
     )
+    if not report_only:
+        return policy
+    return dataclasses.replace(policy, enforced_view=enforced_view(policy, report_only))
 
 
 def _load_token_policy(

@@ -77,6 +77,9 @@ class RedirectPolicy:
     on_mismatch: OnMismatch
     #: More redirect URIs (or post-logout redirect URIs) than this are refused outright.
     max_redirect_uris: int = 20
+    #: Accept a URI that passes hygiene whatever the allow lists say (``mode`` unchanged);
+    #: only :func:`gateway.policy.report_only.enforced_view` sets it.
+    any_allowed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +92,12 @@ class ScopePolicy:
 
 @dataclass(frozen=True, slots=True)
 class ClientPolicy:
-    token_endpoint_auth_methods: frozenset[str]
+    #: ``None`` (here and for grant and response types): any value is accepted; only
+    #: :func:`gateway.policy.report_only.enforced_view` makes such a policy.
+    token_endpoint_auth_methods: frozenset[str] | None
     default_token_endpoint_auth_method: str
-    grant_types: frozenset[str]
-    response_types: frozenset[str]
+    grant_types: frozenset[str] | None
+    response_types: frozenset[str] | None
     scopes: ScopePolicy
     client_name_deny: tuple[NameGlob, ...]
     #: Claim keys (see :func:`gateway.policy.names.claim_keys`) of managed identities this
@@ -242,6 +247,28 @@ class CimdPolicy:
     #: Exact client_id URL -> the managed entry it belongs to.
     managed: Mapping[str, str] = field(default_factory=dict)
     allow: PatternSet = field(default_factory=lambda: PatternSet(()))
+    #: Accept any client_id URL in ``allowlist`` mode; only
+    #: :func:`gateway.policy.report_only.enforced_view` sets it.
+    any_allowed: bool = False
+
+
+class Enforcement(StrEnum):
+    """``enforcement``: whether the policy's refusals refuse (``enforce``) or are only
+    audited as ``decision: would_deny`` while the request is forwarded (``report-only``)."""
+
+    ENFORCE = "enforce"
+    REPORT_ONLY = "report-only"
+
+
+class RuleGroup(StrEnum):
+    """The parts of a policy that ``report_only: true`` can switch to reporting, each a
+    section of the policy file (``mode`` only with ``enforcement: report-only``)."""
+
+    MODE = "mode"
+    REDIRECT_URIS = "redirect_uris"
+    CLIENT = "client"
+    IDENTITY = "identity"
+    CIMD = "cimd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,3 +289,13 @@ class Policy:
     cleanup: CleanupPolicy = CleanupPolicy()
     quotas: QuotaPolicy = QuotaPolicy()
     cimd: CimdPolicy = CimdPolicy()
+    enforcement: Enforcement = Enforcement.ENFORCE
+    #: The groups whose refusals are reported, not enforced (every group under
+    #: ``enforcement: report-only``).
+    report_only: frozenset[RuleGroup] = frozenset()
+    #: Claims of managed identities are judged (``identity.*``, ``*.impersonation``); off
+    #: only in :func:`gateway.policy.report_only.enforced_view`.
+    protect_identities: bool = True
+    #: This policy with the ``report_only`` groups' refusals switched off: what decides a
+    #: request those groups would refuse (``None`` when nothing is report-only).
+    enforced_view: Policy | None = None

@@ -6,7 +6,8 @@ names are case-sensitive (``Customers`` is not ``customers``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gateway.policy.model import Policy
@@ -31,3 +32,29 @@ class Policies:
 
     def all(self) -> list[Policy]:
         return [self.default, *self.tenants.values()]
+
+    def roles(self) -> Iterator[tuple[str, Policy]]:
+        """Every policy with the role it plays: ``default``, ``tenant:<realm>``, and the
+        policies initial access tokens name (``<role>/token:<name>``)."""
+        for role, policy in (
+            ("default", self.default),
+            *((f"tenant:{realm}", p) for realm, p in sorted(self.tenants.items())),
+        ):
+            yield role, policy
+            for token in policy.initial_access_tokens.tokens:
+                if token.policy is not None:
+                    yield f"{role}/token:{token.name}", token.policy
+
+    @property
+    def revision(self) -> str:
+        """SHA-256 (hex) over every policy's role and revision (each the hash of its bytes
+        and the managed list's): equal wherever the same files are loaded, whatever their
+        paths, so replicas can be compared by it."""
+        digest = hashlib.sha256()
+        for role, policy in self.roles():
+            digest.update(f"{role}\t{policy.revision}\n".encode())
+        return digest.hexdigest()
+
+    def sources(self) -> list[str]:
+        """The files (or ``<inline>`` names) the policies were read from, each once."""
+        return list(dict.fromkeys(policy.source for _, policy in self.roles()))

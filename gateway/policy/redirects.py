@@ -60,6 +60,8 @@ def check_uri(policy: Policy, raw: str, prefix: str) -> tuple[RedirectURI, str] 
     if policy.mode is Mode.OPEN:
         return parsed, "open"
     allowed = rp.allowed.match(parsed)
+    if allowed is None and rp.any_allowed:
+        return parsed, "open"
     if allowed is None:
         return Refused(
             _refusal(

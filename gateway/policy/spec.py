@@ -23,6 +23,7 @@ from typing import Any
 from gateway.config.reader import DURATION_PATTERN
 from gateway.policy.model import (
     AutoApprove,
+    Enforcement,
     Mode,
     OnExcess,
     OnMismatch,
@@ -159,6 +160,15 @@ MANAGED_SELECTION: Schema = {
 HOST: Schema = {"type": "string", "minLength": 1, "pattern": r"^[^\s/:@?#]+\.[^\s/:@?#]+$"}
 
 
+def report_only_value() -> Value:
+    """``report_only`` of a rule group (docs/policy.md, "Report-only")."""
+    return Value(
+        {"type": "boolean"},
+        "audit this group's refusals as would_deny and forward the request (a rollout)",
+        False,
+    )
+
+
 # --------------------------------------------------------------------------- sections
 REDIRECT = Section(
     "How redirect URIs are judged (docs/redirect-uris.md).",
@@ -189,6 +199,7 @@ REDIRECT = Section(
             "requests with more redirect (or post-logout) URIs are refused",
             DEFAULT_MAX_REDIRECT_URIS,
         ),
+        "report_only": report_only_value(),
     },
 )
 
@@ -233,6 +244,7 @@ CLIENT_NAME = Section(
 CLIENT = Section(
     "Rules on the client metadata (RFC 7591 §2).",
     {
+        "report_only": report_only_value(),
         "token_endpoint_auth_methods": Value(
             string_list(choice(tuple(sorted(AUTH_METHODS)))),
             "the token endpoint auth methods a client may register",
@@ -372,6 +384,7 @@ CIMD = Section(
             "all",
         ),
         "allow": Value(string_list(PATTERN), "patterns for other client_id URLs", []),
+        "report_only": report_only_value(),
     },
 )
 
@@ -385,6 +398,11 @@ NOT_IN_TOKEN_POLICIES = (
     "quotas",
 )
 
+IDENTITY = Section(
+    "Identity (impersonation) protection: only whether it is report-only.",
+    {"report_only": report_only_value()},
+)
+
 TOP = Section(
     "A dcr-gateway policy (docs/policy.md).",
     {
@@ -394,8 +412,14 @@ TOP = Section(
             "open: any application; allowlist: approved applications; disabled: none",
             Mode.ALLOWLIST.value,
         ),
+        "enforcement": Value(
+            choice(Enforcement),
+            "enforce, or report-only: every refusal audited as would_deny and forwarded",
+            Enforcement.ENFORCE.value,
+        ),
         "redirect_uris": REDIRECT,
         "client": CLIENT,
+        "identity": IDENTITY,
         "cimd": CIMD,
         "rate_limits": Entries("rate limits on registration requests", RATE_RULE, MAX_RULES),
         "on_storage_error": Value(

@@ -21,10 +21,8 @@ from gateway.audit.events import MANAGEMENT_EVENT, MANAGEMENT_EVENTS
 from gateway.http.exchange import Exchange
 from gateway.http.routes import Target
 from gateway.oauth.body import serialize
-from gateway.policy.decision import RequestContext
-from gateway.policy.judge import judge
 from gateway.registration.forward import forward_json
-from gateway.registration.register import enforce
+from gateway.registration.register import enforce, judge_request
 from gateway.registration.request import check_method, read_metadata
 from gateway.registry.record import note_management
 from gateway.registry.records import changes
@@ -69,12 +67,12 @@ async def _manage(exchange: Exchange, target: Target) -> web.StreamResponse:
         return answer.response
     metadata = await read_metadata(request, gateway.settings.limits)
     record.note_request(metadata)
+    record.note_submitted(metadata)
     if metadata.get("client_id") != client_id:
         raise rules.MANAGEMENT_CLIENT_ID_MISMATCH.refuse(
             "an update must carry its own client_id, the one in its path (RFC 7592 §2.2)"
         )
-    decision = judge(policy, metadata, RequestContext(client_ip=record.client_ip))
-    record.note_decision(decision)
+    decision = judge_request(policy, metadata, record)
     before = await gateway.clients.get(target.tenant, client_id)
     record.extra["changes"] = changes(before, decision.metadata)
     enforce(decision)

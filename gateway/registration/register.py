@@ -2,11 +2,13 @@
 
 ``read`` (method, content headers, bounded body, strict JSON) → ``identify`` and ``admit`` (the
 initial access token, when one is sent or required) → ``judge`` (the pure policy engine:
-the tenant's policy, or the token's) → ``limit`` (the policy's rate limits, one atomic
-storage step) → ``enforce`` (a refusal becomes its wire error) → ``reserve`` (the token's
-use) → ``forward`` (the judged metadata, re-serialized, to the normal-form path, with the
-gateway's own upstream credentials) → ``record`` (one audit event, written by
-:class:`~gateway.http.exchange.Exchange` whatever happened).  Order matters and is fixed:
+the tenant's policy, or the token's; under report-only, a reported refusal is judged again
+by the policy's enforced view, :mod:`gateway.policy.report_only`) → ``limit`` (the
+policy's rate limits, one atomic storage step) → ``enforce`` (a refusal becomes its wire
+error) → ``reserve`` (the token's use) → ``forward`` (the judged metadata, re-serialized,
+to the normal-form path, with the gateway's own upstream credentials) → ``record`` (one
+audit event, written by :class:`~gateway.http.exchange.Exchange` whatever happened).  Order
+matters and is fixed:
 nothing reaches the upstream before the policy and the limits have allowed it, and what a
 request reserved (a registrations unit, a token use) is given back unless the upstream
 created the client or may have.
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -27,6 +31,7 @@ from gateway.oauth.body import serialize
 from gateway.policy.decision import Decision, RequestContext
 from gateway.policy.judge import judge
 from gateway.policy.model import OnStorageError, Policy
+from gateway.policy.report_only import resolve
 from gateway.ratelimit.keys import RateFacts, vendor_bucket
 from gateway.registration.forward import forward_json
 from gateway.registration.request import check_method, read_metadata
@@ -52,14 +57,16 @@ async def handle_registration(
 
 async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
     request, gateway, record = exchange.request, exchange.gateway, exchange.record
-    policy = gateway.policies.for_tenant(target.tenant)  # one policy for the whole request
-    scope = gateway.policies.scope(target.tenant)
+    policies = gateway.policies  # read once: a reload swaps it, this request keeps its own
+    policy = policies.for_tenant(target.tenant)
+    scope = policies.scope(target.tenant)
     record.note_policy(policy)
     check_method(
         request, ALLOWED_METHODS, "the registration endpoint (RFC 7591 §3.1)", ALLOW_HEADER
     )
     metadata = await read_metadata(request, gateway.settings.limits)
     record.note_request(metadata)
+    record.note_submitted(metadata)
     token = await identify(
         request.headers.getall("Authorization", []),
         policy,
@@ -74,8 +81,7 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
         if token.policy is not None:
             judging = token.policy
             record.note_policy(judging)
-    decision = judge(judging, metadata, RequestContext(client_ip=record.client_ip))
-    record.note_decision(decision)
+    decision = judge_request(judging, metadata, record)
     facts = RateFacts(
         client_ip=record.client_ip,
         software_id=record.software_id,
@@ -158,7 +164,32 @@ def upstream_authorization(gateway: Gateway) -> str | None:
     return None if token is None else f"Bearer {token.value}"
 
 
+def judge_request(policy: Policy, metadata: dict[str, Any], record: AuditRecord) -> Decision:
+    """The decision to act on, noted in ``record``: the policy's, or under report-only,
+    for a refusal it only reports, the enforced view's (``decision: would_deny``)."""
+    context = RequestContext(client_ip=record.client_ip)
+    decision = judge(policy, metadata, context)
+    resolution = resolve(policy, decision, lambda view: judge(view, metadata, context))
+    record.note_resolution(resolution)
+    return resolution.acting
+
+
+def report_or_refuse(
+    record: AuditRecord,
+    policy: Policy,
+    decision: Decision,
+    rejudge: Callable[[Policy], Decision],
+) -> Decision:
+    """For handlers with nothing between a decision and its enforcement (CIMD): resolve
+    report-only (``rejudge`` judges the same input by another policy), note it in
+    ``record``, raise the refusal if one still refuses, else return what to act on."""
+    resolution = resolve(policy, decision, rejudge)
+    record.note_resolution(resolution)
+    enforce(resolution.acting)
+    return resolution.acting
+
+
 def enforce(decision: Decision) -> None:
-    """Raise the refusal of a denied decision; report-only mode will hook in here."""
+    """Raise the refusal of a denied decision (a reported one was resolved before)."""
     if decision.error is not None:
         raise decision.error

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from unittest.mock import ANY
 
 import aiohttp
 import pytest
@@ -75,12 +76,15 @@ async def test_many_idn_redirect_uris_are_refused_quickly(
     [event] = gateway.registrations()
     assert (event["decision"], event["rule"]) == ("denied", rule)
     sent = json.loads(body)
+    # A request this large is not kept for replay at all (its size in bytes says so).
+    assert "metadata" not in event
+    assert event["truncated"]["metadata"] > 16384
     if field == "redirect_uris":
         assert event["redirect_uris"] == sent["redirect_uris"][:100]
-        assert event["truncated"] == {"redirect_uris": COUNT}
+        assert event["truncated"] == {"redirect_uris": COUNT, "metadata": ANY}
     else:
         assert event["redirect_uris"] == sent["redirect_uris"]
-        assert "truncated" not in event
+        assert set(event["truncated"]) == {"metadata"}
     assert len(gateway.audit_text().encode()) < 32_000
 
 
@@ -106,5 +110,5 @@ async def test_forty_in_flight_do_not_delay_health(upstream, gateway_factory, se
     events = gateway.registrations()
     assert len(events) == 40
     assert {e["rule"] for e in events} == {"redirect_uri.too_many"}
-    assert all(e["truncated"] == {"redirect_uris": COUNT} for e in events)
+    assert all(e["truncated"] == {"redirect_uris": COUNT, "metadata": ANY} for e in events)
     assert await upstream.aclient_count(session) == before

@@ -64,7 +64,9 @@ def test_run_discovers_registration_and_audits_to_stdout(upstream_factory, tmp_p
         stdout, stderr = process.communicate(timeout=15)
     assert process.returncode == 0, stderr
     events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    assert [e["rule"] for e in events] == ["redirect_uri.not_allowed"]
+    assert [e["event"] for e in events] == ["policy.loaded", "registration"]
+    assert events[0]["trigger"] == "startup"
+    assert [e["rule"] for e in events[1:]] == ["redirect_uri.not_allowed"]
     assert "registration_endpoint_discovered" in stderr
 
 

@@ -556,8 +556,9 @@ async def test_audit_lines_ignore_the_operational_logging_configuration(
     finally:
         structlog.configure(**saved)
     lines = gateway.audit_text().splitlines()
-    assert len(lines) == 2, lines
-    for line in lines:
+    assert len(lines) == 3, lines  # the start-up policy.loaded, then the two registrations
+    assert lines[0].startswith('{"event": "policy.loaded"'), lines[0]
+    for line in lines[1:]:
         assert line.startswith('{"event": "registration"'), line
         event = json.loads(line)
         assert list(event)[:3] == ["event", "timestamp", "level"], line

@@ -30,6 +30,7 @@ from gateway.config.settings import (
     Keycloak,
     Limits,
     Listen,
+    PolicyReload,
     RegistrySettings,
     Secret,
     Settings,
@@ -73,6 +74,8 @@ def make_settings(
     admin_listen: Listen | None = None,
     serve_health: bool = False,
     cimd: Cimd | None = None,
+    policy_file: Path | None = None,
+    policy_reload: PolicyReload | None = None,
 ) -> Settings:
     """Settings for a test gateway; registration access tokens are sealed with a fresh key
     unless ``registry_keys=()`` (no key configured)."""
@@ -97,7 +100,8 @@ def make_settings(
                 else Secret(upstream_initial_access_token)
             ),
         ),
-        policy_file=DEFAULT_POLICY,
+        policy_file=policy_file or DEFAULT_POLICY,
+        policy_reload=policy_reload or PolicyReload(),
         storage=storage,
         trusted_proxies=trusted_proxies,
         limits=Limits(
@@ -157,7 +161,12 @@ class RunningGateway:
     audit_path: Path
 
     def events(self) -> list[dict[str, Any]]:
-        """Every audit event written so far, parsed from the JSON lines of the sink."""
+        """Every audit event of a request written so far, parsed from the JSON lines of
+        the sink (the policy loads, ``policy.*``, are in :meth:`all_events`)."""
+        return [e for e in self.all_events() if not str(e.get("event")).startswith("policy.")]
+
+    def all_events(self) -> list[dict[str, Any]]:
+        """Every audit event written so far, policy loads included."""
         if not self.audit_path.exists():
             return []
         lines = self.audit_path.read_text(encoding="utf-8").splitlines()

@@ -29,8 +29,13 @@ class GatewayProcess:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def events(self) -> list[dict[str, Any]]:
-        """Every audit event the replica wrote so far (its sink is line-buffered, and an
-        event is written before the answer is sent)."""
+        """Every audit event of a request the replica wrote so far (its sink is
+        line-buffered, and an event is written before the answer is sent); the policy
+        loads (``policy.*``) are in :meth:`all_events`."""
+        return [e for e in self.all_events() if not str(e.get("event")).startswith("policy.")]
+
+    def all_events(self) -> list[dict[str, Any]]:
+        """Every audit event written so far, policy loads included."""
         if not self.audit_path.exists():
             return []
         lines = self.audit_path.read_text(encoding="utf-8").splitlines()

@@ -104,9 +104,120 @@ def test_record_has_no_field_for_secrets() -> None:
         "authorization",
         "headers",
         "body",
-        "metadata",
         "jwks",
     }
+
+
+# --- replayable metadata, the policy's verdict, report-only --------------------------
+
+
+@pytest.mark.parametrize("secret_field", sorted(SECRETS), ids=sorted(SECRETS))
+def test_submitted_metadata_never_carries_a_secret(secret_field: str) -> None:
+    """The metadata kept for ``dcr-gateway diff`` keeps the field's place (so the member
+    count is the same on replay), never its secret value."""
+    rec = record()
+    rec.note_submitted({**SAFE, secret_field: SECRETS[secret_field]})
+    fields = rec.as_fields()
+    assert secret_field in fields["metadata"]
+    text = json.dumps(fields)
+    for secret in ("s3cr3t", "rat-very", "iat-very", "symmetric-key", "secret-statement"):
+        assert secret not in text
+    assert "vendor-secret" not in text
+
+
+def test_submitted_metadata_keeps_what_the_policy_judges() -> None:
+    metadata = {
+        **SAFE,
+        "client_name#ja": "クロード",
+        "logo_uri": "https://claude.ai/logo.png",
+        "post_logout_redirect_uris": ["https://claude.ai/bye"],
+        "response_types": ["code"],
+        "default_max_age": 60,
+        "require_auth_time": True,
+        "jwks": {"keys": [{"kty": "RSA", "n": "abc", "e": "AQAB", "d": "private"}]},
+        "software_statement": "eyJ.e30.sig",
+    }
+    rec = record()
+    rec.note_submitted(metadata)
+    kept = rec.as_fields()["metadata"]
+    for key in (*SAFE, "client_name#ja", "logo_uri", "post_logout_redirect_uris"):
+        assert kept[key] == metadata[key], key
+    assert kept["default_max_age"] == 60 and kept["require_auth_time"] is True
+    assert kept["jwks"] == {"keys": "<omitted>"}  # present, as an object, no key material
+    assert kept["software_statement"] == "<omitted>"  # present: the engine refuses any
+
+
+def test_submitted_metadata_is_kept_whole_or_not_at_all() -> None:
+    """Cutting a redirect URI would make the replay judge another request."""
+    rec = record()
+    rec.note_submitted({"redirect_uris": ["https://x.example/" + "a" * 1990] * 10})
+    fields = rec.as_fields()
+    assert "metadata" not in fields
+    assert fields["truncated"]["metadata"] > 16384
+
+
+def test_no_metadata_field_without_note_submitted() -> None:
+    assert "metadata" not in record().as_fields()
+    assert "policy_decision" not in record().as_fields()
+    assert "report_only" not in record().as_fields()
+
+
+def _resolution(policy_data: dict[str, Any], metadata: dict[str, Any]) -> Any:
+    from gateway.policy.judge import judge
+    from gateway.policy.loader import policy_from_mapping
+    from gateway.policy.report_only import resolve
+
+    policy = policy_from_mapping({"version": 1, **policy_data})
+    return resolve(policy, judge(policy, metadata), lambda view: judge(view, metadata))
+
+
+def test_note_resolution_of_a_reported_refusal_is_would_deny() -> None:
+    resolution = _resolution(
+        {"redirect_uris": {"report_only": True}},
+        {"redirect_uris": ["https://other.example.com/cb"]},
+    )
+    rec = record()
+    rec.note_resolution(resolution)
+    rec.decision = "allowed"  # a later stage saying it went through changes nothing
+    fields = rec.as_fields()
+    assert fields["decision"] == "would_deny"
+    assert fields["rule"] == "redirect_uri.not_allowed"
+    assert fields["policy_decision"] == {"decision": "would_deny", "rule": fields["rule"]}
+    assert fields["report_only"]["group"] == "redirect_uris"
+    assert fields["report_only"]["error"] == "invalid_redirect_uri"
+    assert fields["report_only"]["status"] == 400
+    assert fields["report_only"]["allowed_by"].startswith("allow.")
+    assert fields["error"] is None  # nothing was answered as an error
+
+
+def test_a_failure_after_a_would_deny_is_an_error_that_keeps_the_report() -> None:
+    from gateway import rules
+
+    resolution = _resolution(
+        {"redirect_uris": {"report_only": True}},
+        {"redirect_uris": ["https://other.example.com/cb"]},
+    )
+    rec = record()
+    rec.note_resolution(resolution)
+    rec.note_error(rules.UPSTREAM_TIMEOUT.refuse("no answer"))
+    fields = rec.as_fields()
+    assert fields["decision"] == "error"
+    assert fields["rule"] == "upstream.timeout"
+    assert fields["policy_decision"]["decision"] == "would_deny"
+    assert fields["report_only"]["group"] == "redirect_uris"
+
+
+def test_note_decision_records_the_policy_verdict_apart_from_later_refusals() -> None:
+    from gateway import rules
+
+    resolution = _resolution({}, {"redirect_uris": ["https://claude.ai/api/mcp/auth_callback"]})
+    rec = record()
+    rec.note_resolution(resolution)
+    rec.note_error(rules.RATE_LIMITED.refuse_as("rate_limit.per-ip", "too many", retry_after=5))
+    fields = rec.as_fields()
+    assert fields["decision"] == "denied"
+    assert fields["rule"] == "rate_limit.per-ip"
+    assert fields["policy_decision"] == {"decision": "allowed", "rule": "allow.managed"}
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ def test_every_command_is_registered():
         "check",
         "explain",
         "test-policy",
+        "diff",
         "hash-token",
         "registry-key",
         "clients",
@@ -319,3 +320,25 @@ def test_every_subcommand_survives_a_closed_pipe(argv):
     assert b"Traceback" not in err
     assert b"Exception ignored" not in err
     assert code in (0, 141)
+
+
+def test_explain_shows_a_report_only_refusal_as_would_deny(tmp_path, capsys):
+    write(
+        tmp_path / "policy.yaml",
+        "version: 1\nredirect_uris:\n  managed_list: none\n  report_only: true\n",
+    )
+    config = write(
+        tmp_path / "config.yaml",
+        "upstream: {url: 'http://127.0.0.1:1'}\npolicy_file: policy.yaml\n",
+    )
+    request = write(tmp_path / "r.json", json.dumps({"redirect_uris": ["https://x.example/cb"]}))
+    assert main(["explain", "-c", str(config), str(request)]) == 0  # it would be forwarded
+    out = capsys.readouterr().out
+    assert "decision: would_deny" in out
+    assert "rule:     redirect_uri.not_allowed" in out
+    assert "report:   would_deny: report_only (redirect_uris)" in out
+    assert main(["explain", "-c", str(config), str(request), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["decision"], result["rule"]) == ("would_deny", "redirect_uri.not_allowed")
+    assert result["report_only_group"] == "redirect_uris"
+    assert result["forwarded"]["redirect_uris"] == ["https://x.example/cb"]

@@ -179,7 +179,8 @@ def test_unknown_top_key_lists_every_known_key() -> None:
     _, problems = load(MINIMAL + "polcy: x\n")
     assert problems[0].message == (
         "unknown key (known keys: admin, audit, cimd, cors, keycloak, limits, listen, log_level, "
-        "policy_file, public_url, registry, server, storage, tenants, trusted_proxies, upstream)"
+        "policy_file, policy_reload, public_url, registry, server, storage, tenants, "
+        "trusted_proxies, upstream)"
     )
 
 
@@ -482,3 +483,29 @@ def test_body_timeout_is_a_duration_with_a_default() -> None:
         "upstream: {url: 'http://as'}\npolicy_file: p.yaml\nlimits: {body_timeout: never}\n"
     )
     assert [p.path for p in problems] == ["limits.body_timeout"]
+
+
+def test_policy_reload_defaults_to_no_watcher() -> None:
+    settings, problems = load(MINIMAL)
+    assert problems == []
+    assert (settings.policy_reload.watch, settings.policy_reload.interval) == (False, 2.0)
+
+
+def test_policy_reload_reads_watch_and_interval() -> None:
+    settings, problems = load(MINIMAL + "policy_reload: {watch: true, interval: 500ms}\n")
+    assert problems == []
+    assert (settings.policy_reload.watch, settings.policy_reload.interval) == (True, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        ("{watch: sometimes}", "policy_reload.watch"),
+        ("{interval: 10ms}", "policy_reload.interval"),
+        ("{interval: soon}", "policy_reload.interval"),
+        ("{poll: 2s}", "policy_reload.poll"),
+    ],
+)
+def test_policy_reload_problems_name_the_key(section: str, path: str) -> None:
+    _, problems = load(MINIMAL + f"policy_reload: {section}\n")
+    assert [p.path for p in problems] == [path]

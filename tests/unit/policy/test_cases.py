@@ -157,7 +157,7 @@ def test_a_case_knows_its_line_and_broken_cases_do_not_hide_the_others(tmp_path:
         ("third", f"{path}:9"),
     ]
     assert [(p.path, p.location, p.message) for p in read.problems] == [
-        ("cases[1].expect.decision", f"{path}:8", "must be allowed or denied")
+        ("cases[1].expect.decision", f"{path}:8", "must be allowed, denied or would_deny")
     ]
 
 

@@ -20,8 +20,9 @@ from gateway.uri.parse import RedirectURI, parse_redirect_uri
 from tests.support.paths import ROOT
 
 TOP_KEYS = (
-    "known keys: approval, cimd, cleanup, client, initial_access_tokens, mode, "
-    "on_storage_error, quotas, rate_limits, redirect_uris, version"
+    "known keys: approval, cimd, cleanup, client, enforcement, identity, "
+    "initial_access_tokens, mode, on_storage_error, quotas, rate_limits, redirect_uris, "
+    "version"
 )
 
 REPO = ROOT
@@ -207,7 +208,7 @@ IDS_KNOWN = (
 )
 CLIENT_KEYS = (
     "client_name, default_token_endpoint_auth_method, fetched_url_hosts, grant_types, "
-    "response_types, scopes, token_endpoint_auth_methods"
+    "report_only, response_types, scopes, token_endpoint_auth_methods"
 )
 
 ERRORS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
@@ -232,7 +233,7 @@ ERRORS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
             (
                 "redirect_uris.blok",
                 "unknown key (known keys: allow, block, loopback, managed_list, "
-                "max_redirect_uris, on_mismatch)",
+                "max_redirect_uris, on_mismatch, report_only)",
             )
         ],
     ),
