@@ -10,8 +10,9 @@ the audit sink last, so the event of the last request is written.
 The requests in flight are counted here rather than left to aiohttp's own graceful
 shutdown, because that one stops reading from every connection first: a registration
 whose body is still arriving would then wait for bytes that are never read, and fail.
-``SIGUSR1`` reopens a file audit sink (log rotation).  ``SIGHUP`` is logged and otherwise
-ignored (its default action would kill the process).
+``SIGUSR1`` reopens a file audit sink (log rotation).  ``SIGHUP`` reloads the policy files
+(:mod:`gateway.reload.watch` takes it over once the application has started); until then
+it is logged and ignored (its default action would kill the process).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def signal_actions(app: web.Application, stop: asyncio.Event) -> dict[int, Calla
 
     actions: dict[int, Callable[[], None]] = {sig: stop_serving for sig in STOP_SIGNALS}
     actions[signal.SIGUSR1] = reopen_audit
+    # Until gateway.reload.watch installs the reload (start-up): not the default, a kill.
     actions[signal.SIGHUP] = lambda: log().info("sighup_ignored")
     return actions
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -141,6 +142,46 @@ def test_sigusr1_reaches_every_worker(upstream, redis_server, tmp_path: Path) ->
         assert len(gateway.registrations()) == 20
     finally:
         assert gateway.stop() == 0
+
+
+def test_sighup_reloads_the_policy_in_every_worker(upstream, redis_server, tmp_path: Path) -> None:
+    """``kill -HUP <parent>``: each worker reloads the policy file (one ``policy.loaded``
+    with ``trigger: signal`` each), and whichever answers refuses what the new policy
+    refuses."""
+    gateway = start_gateway_process(
+        tmp_path,
+        "g",
+        upstream_url=upstream.url,
+        policy=OPEN,
+        storage=redis_server.url,
+        extra_config="server: {workers: 2}\n",
+    ).wait_ready()
+    try:
+        workers_of(gateway, 2)
+        assert register(gateway.url) == 201
+        (tmp_path / "g.policy.yaml").write_text(json.dumps({"version": 1, "mode": "disabled"}))
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while len(reloads := _reloads(gateway)) < 2:
+            assert time.monotonic() < deadline, (reloads, gateway.log())
+            time.sleep(0.05)
+        assert len({e["policy_revision"] for e in reloads}) == 1  # the same files
+        for _ in range(20):
+            with pytest.raises(urllib.error.HTTPError) as refusal:
+                register(gateway.url)
+            assert refusal.value.code == 403
+        assert gateway.process.poll() is None  # SIGHUP did not stop it
+    finally:
+        assert gateway.stop() == 0
+
+
+def _reloads(gateway: GatewayProcess) -> list[dict]:
+    return [
+        e
+        for e in gateway.all_events()
+        if e.get("event") == "policy.loaded" and e.get("trigger") == "signal"
+    ]
 
 
 def test_several_workers_on_memory_storage_refuse_to_start(upstream, tmp_path: Path) -> None:
