@@ -47,6 +47,18 @@ def workers_of(gateway: GatewayProcess, count: int) -> list[int]:
     return pids
 
 
+def two_workers(upstream, redis_server, tmp_path: Path, extra: str = "") -> GatewayProcess:
+    """A gateway of two workers on the real Redis, the open policy, ready."""
+    return start_gateway_process(
+        tmp_path,
+        "g",
+        upstream_url=upstream.url,
+        policy=OPEN,
+        storage=redis_server.url,
+        extra_config=f"server: {{workers: 2{extra}}}\n",
+    ).wait_ready()
+
+
 def get(url: str) -> int:
     with urllib.request.urlopen(url, timeout=10) as response:  # a new connection each time
         response.read()
@@ -71,14 +83,7 @@ def refused(url: str) -> bool:
 
 
 def test_two_workers_serve_and_stop_together(upstream, redis_server, tmp_path: Path) -> None:
-    gateway = start_gateway_process(
-        tmp_path,
-        "g",
-        upstream_url=upstream.url,
-        policy=OPEN,
-        storage=redis_server.url,
-        extra_config="server: {workers: 2, shutdown_timeout: 5s}\n",
-    ).wait_ready()
+    gateway = two_workers(upstream, redis_server, tmp_path, ", shutdown_timeout: 5s")
     try:
         pids = workers_of(gateway, 2)
         before = {pid: cpu_seconds(pid) for pid in pids}
@@ -99,14 +104,7 @@ def test_two_workers_serve_and_stop_together(upstream, redis_server, tmp_path: P
 
 
 def test_a_worker_that_dies_stops_the_set(upstream, redis_server, tmp_path: Path) -> None:
-    gateway = start_gateway_process(
-        tmp_path,
-        "g",
-        upstream_url=upstream.url,
-        policy=OPEN,
-        storage=redis_server.url,
-        extra_config="server: {workers: 2}\n",
-    ).wait_ready()
+    gateway = two_workers(upstream, redis_server, tmp_path)
     try:
         first, second = workers_of(gateway, 2)
         os.kill(first, signal.SIGKILL)
@@ -118,14 +116,7 @@ def test_a_worker_that_dies_stops_the_set(upstream, redis_server, tmp_path: Path
 
 
 def test_sigusr1_reaches_every_worker(upstream, redis_server, tmp_path: Path) -> None:
-    gateway = start_gateway_process(
-        tmp_path,
-        "g",
-        upstream_url=upstream.url,
-        policy=OPEN,
-        storage=redis_server.url,
-        extra_config="server: {workers: 2}\n",
-    ).wait_ready()
+    gateway = two_workers(upstream, redis_server, tmp_path)
     try:
         workers_of(gateway, 2)
         assert register(gateway.url) == 201
@@ -148,14 +139,7 @@ def test_sighup_reloads_the_policy_in_every_worker(upstream, redis_server, tmp_p
     """``kill -HUP <parent>``: each worker reloads the policy file (one ``policy.loaded``
     with ``trigger: signal`` each), and whichever answers refuses what the new policy
     refuses."""
-    gateway = start_gateway_process(
-        tmp_path,
-        "g",
-        upstream_url=upstream.url,
-        policy=OPEN,
-        storage=redis_server.url,
-        extra_config="server: {workers: 2}\n",
-    ).wait_ready()
+    gateway = two_workers(upstream, redis_server, tmp_path)
     try:
         workers_of(gateway, 2)
         assert register(gateway.url) == 201
