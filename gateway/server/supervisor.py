@@ -37,6 +37,15 @@ KILL_GRACE = 10.0
 _POLL = 0.1
 
 
+def _ignore_until_serving() -> None:
+    """In a new worker, before it runs the gateway: SIGHUP and SIGUSR1 ignored (inherited
+    across ``exec``) until the worker installs its own handlers, so that one forwarded
+    while the worker is still starting does not kill it (their default action).  A reload
+    it misses so is no loss: it reads the policy files as they are when it starts."""
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def worker_command(config: Path) -> list[str]:
     """How a worker is started: this interpreter, the gateway's CLI, ``--worker``."""
     return [sys.executable, "-m", "gateway", "run", "-c", str(config), "--worker"]
@@ -72,7 +81,9 @@ class Supervisor:
                 if self._stop_deadline is not None:
                     break
                 # The command is this interpreter and the gateway's own CLI: no input reaches it.
-                worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)  # noqa: S603
+                worker = subprocess.Popen(  # noqa: S603
+                    self.command, stdin=subprocess.DEVNULL, preexec_fn=_ignore_until_serving
+                )
                 self.workers.append(worker)
                 log().info("worker_started", worker=index, pid=worker.pid)
             return self._wait()

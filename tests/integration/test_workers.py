@@ -48,8 +48,9 @@ def workers_of(gateway: GatewayProcess, count: int) -> list[int]:
 
 
 def two_workers(upstream, redis_server, tmp_path: Path, extra: str = "") -> GatewayProcess:
-    """A gateway of two workers on the real Redis, the open policy, ready."""
-    return start_gateway_process(
+    """A gateway of two workers on the real Redis, the open policy, both started (each
+    wrote its start-up ``policy.loaded``, after which it handles SIGHUP and SIGUSR1)."""
+    gateway = start_gateway_process(
         tmp_path,
         "g",
         upstream_url=upstream.url,
@@ -57,6 +58,11 @@ def two_workers(upstream, redis_server, tmp_path: Path, extra: str = "") -> Gate
         storage=redis_server.url,
         extra_config=f"server: {{workers: 2{extra}}}\n",
     ).wait_ready()
+    deadline = time.monotonic() + 20
+    while len(_loaded(gateway, "startup")) < 2:
+        assert time.monotonic() < deadline, gateway.log()
+        time.sleep(0.05)
+    return gateway
 
 
 def get(url: str) -> int:
@@ -147,7 +153,7 @@ def test_sighup_reloads_the_policy_in_every_worker(upstream, redis_server, tmp_p
         assert gateway.process is not None
         gateway.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
-        while len(reloads := _reloads(gateway)) < 2:
+        while len(reloads := _loaded(gateway, "signal")) < 2:
             assert time.monotonic() < deadline, (reloads, gateway.log())
             time.sleep(0.05)
         assert len({e["policy_revision"] for e in reloads}) == 1  # the same files
@@ -160,11 +166,37 @@ def test_sighup_reloads_the_policy_in_every_worker(upstream, redis_server, tmp_p
         assert gateway.stop() == 0
 
 
-def _reloads(gateway: GatewayProcess) -> list[dict]:
+def test_signals_while_workers_start_do_not_kill_them(
+    upstream, redis_server, tmp_path: Path
+) -> None:
+    """SIGHUP and SIGUSR1 forwarded while the workers are still importing (before they
+    handle them): ignored, not their default action (exit); the set starts and serves."""
+    gateway = start_gateway_process(
+        tmp_path,
+        "g",
+        upstream_url=upstream.url,
+        policy=OPEN,
+        storage=redis_server.url,
+        extra_config="server: {workers: 2}\n",
+    )
+    try:
+        workers_of(gateway, 2)
+        assert gateway.process is not None
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGHUP):
+            gateway.process.send_signal(sig)
+        gateway.wait_ready()
+        assert all(register(gateway.url) == 201 for _ in range(6))
+        assert len(children(gateway.process.pid)) == 2
+    finally:
+        assert gateway.stop() == 0
+
+
+def _loaded(gateway: GatewayProcess, trigger: str) -> list[dict]:
+    """The ``policy.loaded`` events with ``trigger`` (startup, signal ...)."""
     return [
         e
         for e in gateway.all_events()
-        if e.get("event") == "policy.loaded" and e.get("trigger") == "signal"
+        if e.get("event") == "policy.loaded" and e.get("trigger") == trigger
     ]
 
 
