@@ -28,6 +28,9 @@ from gateway.http.metadata import serve_metadata
 from gateway.http.protocol import serve_with_gateway_protocol
 from gateway.http.responses import error_response
 from gateway.http.routes import Kind, Router, Target
+from gateway.metrics import Metrics
+from gateway.metrics.endpoint import PATH as METRICS_PATH
+from gateway.metrics.endpoint import serve_metrics
 from gateway.policy.model import Policy
 from gateway.policy.policies import Policies
 from gateway.profiles.generic import GenericProfile
@@ -194,6 +197,9 @@ async def admin_listener(app: web.Application) -> AsyncIterator[None]:
     admin.router.add_get("/-/readyz", readyz)
     add_admin_routes(admin)
     add_client_admin_routes(admin)
+    metrics = app[GATEWAY].settings.metrics
+    if metrics.enabled and metrics.listener == "admin":
+        admin.router.add_get(METRICS_PATH, serve_metrics)
     admin.router.add_route("*", "/{tail:.*}", not_found)
     runner = web.AppRunner(admin, access_log=None)
     await runner.setup()
@@ -232,7 +238,7 @@ def build_router(
     )
 
 
-def cimd_fetcher(settings: Settings) -> DocumentFetcher | None:
+def cimd_fetcher(settings: Settings, metrics: Metrics | None = None) -> DocumentFetcher | None:
     """The metadata document fetcher, when ``cimd.enabled``."""
     cimd = settings.cimd
     if not cimd.enabled:
@@ -246,7 +252,8 @@ def cimd_fetcher(settings: Settings) -> DocumentFetcher | None:
             ca_file=fetch.ca_file,
             allow_private_addresses=fetch.allow_private_addresses,
             resolve=dict(fetch.resolve),
-        )
+        ),
+        observe=None if metrics is None else metrics.cimd_fetched,
     )
 
 
@@ -284,13 +291,17 @@ def create_app(
     app = web.Application(middlewares=[json_errors])
     # Requests aiohttp's parser refuses never reach a handler or a middleware.
     serve_with_gateway_protocol(app)
-    storage = open_storage(settings.storage)
+    policies = policies if isinstance(policies, Policies) else Policies(policies)
+    metrics = Metrics(tenants=(realm for realm, _ in settings.tenants), policies=policies)
+    storage = open_storage(settings.storage, on_error=metrics.storage_failed)
     registry = Registry(storage)
+    audit = audit or AuditLog(settings.audit.sink)
+    audit.observers.append(metrics.observe)
     app[GATEWAY] = Gateway(
         settings=settings,
-        policies=policies if isinstance(policies, Policies) else Policies(policies),
-        upstream=UpstreamClient(settings.upstream),
-        audit=audit or AuditLog(settings.audit.sink),
+        policies=policies,
+        upstream=UpstreamClient(settings.upstream, metrics=metrics),
+        audit=audit,
         storage=storage,
         trusted=TrustedProxies(settings.trusted_proxies),
         router=build_router(settings),
@@ -301,7 +312,8 @@ def create_app(
         registry=registry,
         gate=ClientGate(registry),
         sealer=Sealer(sealing_keys(settings)),
-        cimd_fetcher=cimd_fetcher(settings),
+        cimd_fetcher=cimd_fetcher(settings, metrics),
+        metrics=metrics,
     )
     app[READY_CACHE] = {}
     app[ADMIN_ADDRESS] = {}
@@ -311,6 +323,8 @@ def create_app(
     )
     app.router.add_get("/-/healthz", healthz)
     app.router.add_get("/-/readyz", readyz)
+    if settings.metrics.enabled and settings.metrics.listener == "main":
+        app.router.add_get(METRICS_PATH, serve_metrics)
     if settings.admin.listen is None:
         add_admin_routes(app)
         add_client_admin_routes(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 import structlog
@@ -26,10 +27,14 @@ AUDIT_PROCESSORS: tuple[Any, ...] = (
 
 
 class AuditLog:
-    """Writes audit events to one sink; never raises into a request."""
+    """Writes audit events to one sink; never raises into a request.
+
+    ``observers`` are called with every record written (the metrics count decisions
+    there, so each is counted exactly once, as its event)."""
 
     def __init__(self, sink: str) -> None:
         self.sink = sink
+        self.observers: list[Callable[[AuditRecord], None]] = []
         self._owned: IO[str] | None = None
         if sink == "stdout":
             stream: IO[str] = sys.stdout
@@ -56,6 +61,11 @@ class AuditLog:
     def write(self, record: AuditRecord) -> None:
         """The one event of a finished exchange."""
         self.emit(record.event, record.as_fields())
+        for observer in self.observers:
+            try:
+                observer(record)
+            except Exception:  # counting must not break the answer either
+                log().exception("audit_observer_failed", audit_event=record.event)
 
     def close(self) -> None:
         if self._owned is not None:

@@ -166,7 +166,9 @@ async def _decide(
             "(draft-ietf-oauth-client-id-metadata-document section 3)"
         )
     fetched = await _fetch(gateway, url, record)
+    started = time.perf_counter()
     decision = judge_document(policy, url, fetched.document, RequestContext(record.client_ip))
+    gateway.metrics.decided("cimd", time.perf_counter() - started)
     record.note_request(decision.metadata)
     record.note_decision(decision)
     if decision.error is not None:

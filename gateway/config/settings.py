@@ -195,6 +195,17 @@ class Cimd:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """``/-/metrics`` (Prometheus text format): served on the main listener by default."""
+
+    enabled: bool = True
+    #: ``main`` (the public listener) or ``admin`` (``admin.listen``'s only).
+    listener: str = "main"
+    #: Scrapes must carry the admin token (``Authorization: Bearer``).
+    require_admin_token: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: Listen
     public_url: URL
@@ -212,6 +223,7 @@ class Settings:
     admin: Admin = Admin()
     registry: RegistrySettings = RegistrySettings()
     cimd: Cimd = Cimd()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 _TOP_KEYS = {
@@ -230,6 +242,7 @@ _TOP_KEYS = {
     "admin",
     "registry",
     "cimd",
+    "metrics",
 }
 _UPSTREAM_KEYS = {
     "url",
@@ -394,6 +407,23 @@ def _read_cimd(r: Reader, top: dict[str, Any], base_dir: Path) -> Cimd:
     )
 
 
+def _read_metrics(r: Reader, top: dict[str, Any], admin: Admin) -> MetricsSettings:
+    """``metrics``; the admin listener and the admin token must exist where they are asked
+    for, or a scrape would find nothing (or a metrics endpoint nobody can read)."""
+    mp: KeyPath = ("metrics",)
+    section = r.section(top.get("metrics"), mp, {"enabled", "listener", "require_admin_token"})
+    settings = MetricsSettings(
+        enabled=r.get(section, mp, "enabled", as_bool, True),
+        listener=r.get(section, mp, "listener", as_choice("main", "admin"), "main"),
+        require_admin_token=r.get(section, mp, "require_admin_token", as_bool, False),
+    )
+    if settings.listener == "admin" and admin.listen is None:
+        r.problem((*mp, "listener"), "admin needs admin.listen (a listener of its own)")
+    if settings.require_admin_token and admin.token_env is None:
+        r.problem((*mp, "require_admin_token"), "needs admin.token_env (the admin token)")
+    return settings
+
+
 def _read_registry(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> RegistrySettings:
     """``registry.key_env`` names the variable with the sealing keys; a named variable that
     is unset or holds no valid key is a problem (tokens would silently not be kept)."""
@@ -550,6 +580,7 @@ def read_settings(
     if sink not in ("stdout", "stderr"):
         sink = str(base_dir / sink)
 
+    admin = _read_admin(r, top, os.environ if env is None else env)
     return Settings(
         listen=listen,
         public_url=public_url,
@@ -567,7 +598,8 @@ def read_settings(
         tenants=tuple(tenants),
         keycloak=Keycloak(allow_providers=tuple(p for p in providers if p in KEYCLOAK_PROVIDERS)),
         cors=cors,
-        admin=_read_admin(r, top, os.environ if env is None else env),
+        admin=admin,
         registry=_read_registry(r, top, os.environ if env is None else env),
         cimd=_read_cimd(r, top, base_dir),
+        metrics=_read_metrics(r, top, admin),
     )

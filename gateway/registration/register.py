@@ -74,7 +74,9 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
         if token.policy is not None:
             judging = token.policy
             record.note_policy(judging)
+    started = time.perf_counter()
     decision = judge(judging, metadata, RequestContext(client_ip=record.client_ip))
+    gateway.metrics.decided("registration", time.perf_counter() - started)
     record.note_decision(decision)
     facts = RateFacts(
         client_ip=record.client_ip,

@@ -12,9 +12,11 @@ user's session into another's request.
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict
@@ -25,12 +27,23 @@ from gateway.config.settings import Upstream
 from gateway.errors import OAuthError
 from gateway.http.forwarding import downstream_response_headers
 
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+
+#: Rules of an upstream answer the gateway could not use, as upstream error kinds.
+_BAD_ANSWERS = {"upstream.response_too_large": "too_large", "upstream.encoding": "encoding"}
+
 
 class UpstreamClient:
     """The HTTP sessions of an application, and how to build upstream URLs."""
 
-    def __init__(self, settings: Upstream) -> None:
+    def __init__(self, settings: Upstream, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        if metrics is None:
+            from gateway.metrics import Metrics
+
+            metrics = Metrics()
+        self.metrics = metrics
         self.base = settings.url
         self._prefix = settings.url.raw_path.rstrip("/")
         self._origin = str(settings.url.origin())
@@ -96,7 +109,10 @@ class UpstreamClient:
         data: object = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One guarded upstream exchange whose answer is read within ``upstream.timeout``;
-        connection faults become 502/504 wire errors."""
+        connection faults become 502/504 wire errors.  The time to the answer's headers
+        and every fault are counted in the metrics."""
+        metrics = self.metrics
+        started = time.perf_counter()
         try:
             async with (
                 asyncio.timeout(self.settings.timeout),
@@ -104,11 +120,19 @@ class UpstreamClient:
                     method, url, headers=headers, data=data, allow_redirects=False
                 ) as response,
             ):
+                metrics.upstream_answered(time.perf_counter() - started)
                 yield response
         except TimeoutError as exc:
+            metrics.upstream_failed("timeout", "guarded")
             raise timeout_error() from exc
         except aiohttp.ClientError as exc:
+            metrics.upstream_failed("connect", "guarded")
             raise unreachable_error() from exc
+        except OAuthError as exc:
+            kind = _BAD_ANSWERS.get(exc.rule)
+            if kind is not None:
+                metrics.upstream_failed(kind, "guarded")
+            raise
 
 
 def timeout_error() -> OAuthError:

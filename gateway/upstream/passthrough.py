@@ -49,7 +49,16 @@ async def pass_through(
 ) -> web.StreamResponse:
     """Relay the request to the upstream and its answer back; ``body``: the whole request
     body, already read by the caller (:func:`read_small_body`); ``rel_url``: the target to
-    send instead of the request's (a rewritten ``client_id``)."""
+    send instead of the request's (a rewritten ``client_id``).  Each answer is counted
+    (``dcr_gateway_passthrough_requests_total``)."""
+    response = await _relay(request, gateway, body, rel_url)
+    gateway.metrics.passthrough(request.method, response.status)
+    return response
+
+
+async def _relay(
+    request: web.Request, gateway: Gateway, body: bytes | None, rel_url: URL | None
+) -> web.StreamResponse:
     caller = gateway.identify(request)
     rid = caller.request_id
     headers = gateway.upstream_headers(request, caller)
@@ -84,10 +93,12 @@ async def pass_through(
     except UploadFailed as failed:
         return _close(error_response(failed.error, rid))
     except TimeoutError:
+        gateway.metrics.upstream_failed("timeout", "passthrough")
         return error_response(timeout_error(), rid)
     except aiohttp.ClientError as exc:
         if isinstance(exc.__cause__, UploadFailed):
             return _close(error_response(exc.__cause__.error, rid))
+        gateway.metrics.upstream_failed("connect", "passthrough")
         return error_response(unreachable_error(), rid)
     except Exception:
         log().exception("pass_through_failed", request_id=rid, path=request.rel_url.raw_path)

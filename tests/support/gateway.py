@@ -30,6 +30,7 @@ from gateway.config.settings import (
     Keycloak,
     Limits,
     Listen,
+    MetricsSettings,
     RegistrySettings,
     Secret,
     Settings,
@@ -72,6 +73,7 @@ def make_settings(
     dry_run: bool = False,
     admin_listen: Listen | None = None,
     cimd: Cimd | None = None,
+    metrics: MetricsSettings | None = None,
 ) -> Settings:
     """Settings for a test gateway; registration access tokens are sealed with a fresh key
     unless ``registry_keys=()`` (no key configured)."""
@@ -118,6 +120,7 @@ def make_settings(
             )
         ),
         cimd=cimd or Cimd(),
+        metrics=metrics or MetricsSettings(),
         registry=RegistrySettings(
             key_env="DCR_GATEWAY_REGISTRY_KEY" if keys else None,
             keys=keys,
