@@ -136,12 +136,9 @@ def wait_http(url: str, proc: Proc, timeout: float = START_TIMEOUT) -> None:
 
 
 def gateway_command() -> list[str]:
-    """``dcr-gateway`` of this interpreter's environment, else ``python -m gateway``."""
-    beside = Path(sys.executable).parent / "dcr-gateway"
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("dcr-gateway")
-    return [found] if found else [sys.executable, "-m", "gateway"]
+    """``python -m gateway`` of this interpreter, run from the repository's root, so the
+    ``gateway`` package is this checkout's (not whatever ``dcr-gateway`` is installed)."""
+    return [sys.executable, "-m", "gateway"]
 
 
 def write_gateway_config(workdir: Path, port: int, upstream: str) -> Path:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import rules
 from gateway.audit.events import REGISTRATION_EVENT
 from gateway.audit.logging import log
 from gateway.audit.sink import AuditLog
@@ -25,8 +24,7 @@ from gateway.http.exchange import Exchange
 from gateway.http.forwarding import TrustedProxies
 from gateway.http.health import READY_CACHE, healthz, not_found, readyz
 from gateway.http.metadata import serve_metadata
-from gateway.http.protocol import serve_with_gateway_protocol
-from gateway.http.responses import error_response
+from gateway.http.protocol import http_error_response, serve_with_gateway_protocol
 from gateway.http.routes import Kind, Router, Target
 from gateway.metrics import Metrics
 from gateway.metrics.endpoint import PATH as METRICS_PATH
@@ -56,23 +54,14 @@ from gateway.uri.hosts import warm_up
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors aiohttp's router raises itself (a target such as ``OPTIONS *`` that no route
-    can match) answer the same JSON as every other refusal, never text or HTML."""
+    """The admin listener's errors from aiohttp's router as JSON (the main listener does
+    this in its protocol, :func:`gateway.http.protocol.serve_with_gateway_protocol`)."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        rid = request.app[GATEWAY].identify(request).request_id
-        if exc.status == 404:  # every origin-form path has a route: this target is not one
-            error = rules.REQUEST_TARGET.refuse(
-                "the request target must be an absolute path (RFC 9112 §3.2)"
-            )
-            return error_response(error, rid)
-        error = rules.REQUEST_TARGET.refuse(exc.reason or "the request cannot be served")
-        response = error_response(error, rid)
-        response.set_status(exc.status)
-        return response
+        return http_error_response(request, exc)
 
 
 #: Methods a browser may use on each guarded kind (for CORS preflights).
@@ -288,8 +277,9 @@ def create_app(
     settings: Settings, policies: Policies | Policy, *, audit: AuditLog | None = None
 ) -> web.Application:
     """Build the gateway application; nothing touches the network until it starts."""
-    app = web.Application(middlewares=[json_errors])
-    # Requests aiohttp's parser refuses never reach a handler or a middleware.
+    app = web.Application()
+    # Requests aiohttp's parser refuses never reach a handler; errors its router raises
+    # are answered as JSON there too.
     serve_with_gateway_protocol(app)
     policies = policies if isinstance(policies, Policies) else Policies(policies)
     metrics = Metrics(tenants=(realm for realm, _ in settings.tenants), policies=policies)

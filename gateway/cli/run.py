@@ -7,6 +7,18 @@ import argparse
 from gateway import __version__
 from gateway.audit.logging import configure_logging, log
 from gateway.cli.common import EXIT_FAIL, EXIT_OK, Command, config_argument, load
+from gateway.cli.loop import CHOICES, LoopUnavailable, new_loop
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    config_argument(parser)
+    parser.add_argument(
+        "--event-loop",
+        choices=CHOICES,
+        default="auto",
+        help="asyncio's own loop, uvloop (pip install 'dcr-gateway[uvloop]'), or auto: "
+        "uvloop when installed (default)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     settings = loaded.settings
     configure_logging(settings.log_level)
+    try:
+        loop, loop_name = new_loop(getattr(args, "event_loop", "auto"))
+    except LoopUnavailable as exc:
+        log().error("startup_failed", reason=str(exc))
+        return EXIT_FAIL
     app = create_app(settings, loaded.policies)
     log().info(
         "starting",
@@ -31,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         policy_revision=loaded.policy.revision,
         mode=loaded.policy.mode.value,
         version=__version__,
+        event_loop=loop_name,
     )
     try:
         web.run_app(
@@ -40,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             access_log=None,
             print=None,
             shutdown_timeout=10.0,
+            loop=loop,
         )
     except (DiscoveryError, OSError) as exc:
         log().error("startup_failed", reason=str(exc))
@@ -47,4 +66,4 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("run", "serve: proxy to the upstream, guard registration", config_argument, run)
+COMMAND = Command("run", "serve: proxy to the upstream, guard registration", arguments, run)

@@ -26,12 +26,32 @@ from gateway import rules
 from gateway.config.settings import Upstream
 from gateway.errors import OAuthError
 from gateway.http.forwarding import downstream_response_headers
+from gateway.upstream.deadline import Deadlines
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
 
 #: Rules of an upstream answer the gateway could not use, as upstream error kinds.
 _BAD_ANSWERS = {"upstream.response_too_large": "too_large", "upstream.encoding": "encoding"}
+
+
+class VerbatimRequest(aiohttp.ClientRequest):
+    """A client request that adds none of aiohttp's automatic headers (``User-Agent``,
+    ``Accept``, ``Accept-Encoding``, ``Content-Type``): the upstream sees what the client
+    sent, minus what the gateway removes, plus what it adds, nothing else.  An
+    ``Accept-Encoding: gzip`` the client never sent would make the upstream compress an
+    answer the client cannot read.
+
+    The same as ``skip_auto_headers`` naming all of them, which aiohttp turns into a new
+    ``CIMultiDict`` (and a copy of the request's headers) on every request.
+    """
+
+    _SKIP = CIMultiDict(
+        (name, None) for name in ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+    )
+
+    def update_auto_headers(self, skip_auto_headers: object) -> None:
+        self._skip_auto_headers = self._SKIP
 
 
 class UpstreamClient:
@@ -46,7 +66,10 @@ class UpstreamClient:
         self.metrics = metrics
         self.base = settings.url
         self._prefix = settings.url.raw_path.rstrip("/")
-        self._origin = str(settings.url.origin())
+        self._scheme = settings.url.scheme
+        self._authority = settings.url.raw_authority
+        #: Deadlines of pass-through exchanges, sharing timers (see gateway.upstream.deadline).
+        self.deadlines = Deadlines()
         self._passthrough: aiohttp.ClientSession | None = None
         self._guarded: aiohttp.ClientSession | None = None
 
@@ -65,7 +88,7 @@ class UpstreamClient:
                 connect=self.settings.connect_timeout,
                 sock_connect=self.settings.connect_timeout,
             ),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            request_class=VerbatimRequest,
             raise_for_status=False,
         )
 
@@ -95,10 +118,13 @@ class UpstreamClient:
 
     def url_for(self, rel_url: URL) -> URL:
         """The upstream URL for a request target, path and query kept byte for byte."""
-        target = self._prefix + rel_url.raw_path
-        if rel_url.raw_query_string:
-            target += "?" + rel_url.raw_query_string
-        return URL(self._origin + target, encoded=True)
+        return URL.build(
+            scheme=self._scheme,
+            authority=self._authority,
+            path=self._prefix + rel_url.raw_path,
+            query_string=rel_url.raw_query_string,
+            encoded=True,
+        )
 
     @asynccontextmanager
     async def send(
