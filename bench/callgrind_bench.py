@@ -130,28 +130,17 @@ def measure(
     return {"instructions": instructions, "per_request": instructions / count, "failed": failed}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--registrations", type=int, default=300, help="0: skip POST /reg")
-    parser.add_argument("--path", action="append")
-    parser.add_argument(
-        "--uvloop", action="store_true", help="run both proxies on uvloop (if installed)"
-    )
-    parser.add_argument(
-        "--target", action="append", choices=("minimal", "gateway"), help="default: both"
-    )
-    parser.add_argument("--keep", type=Path, help="copy the callgrind dumps to this folder")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    targets = args.target or ["minimal", "gateway"]
-    paths = args.path or list(DEFAULT_PATHS)
-    if not (0 < args.requests <= 100_000 and 0 < args.concurrency <= 256):
-        parser.error("--requests 1..100000, --concurrency 1..256")
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        parser.error("valgrind (with callgrind_control) is not installed")
-
+def run_callgrind(
+    paths: list[str],
+    *,
+    requests: int = 2000,
+    concurrency: int = 8,
+    registrations: int = 300,
+    uvloop: bool = False,
+    targets: tuple[str, ...] = TARGETS,
+    keep: Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """path -> target -> ``instructions``, ``per_request``, ``failed`` (``/reg`` last)."""
     results: dict[str, dict[str, Any]] = {}
     upstream = UpstreamServer()
     procs: list[Proc] = []
@@ -163,10 +152,10 @@ def main() -> int:
             minimal_url = f"http://127.0.0.1:{minimal_port}"
             upstream.start(issuer=gateway_url, test_endpoints=True)
             config = write_gateway_config(workdir, gateway_port, upstream.url)
-            event_loop = "uvloop" if args.uvloop else "asyncio"
+            event_loop = "uvloop" if uvloop else "asyncio"
             minimal_argv = [sys.executable, str(MINIMAL_PROXY), "--port", str(minimal_port)]
             minimal_argv += ["--upstream", upstream.url]
-            if args.uvloop:
+            if uvloop:
                 minimal_argv.append("--uvloop")
             gateway = spawn(
                 "gateway",
@@ -184,44 +173,79 @@ def main() -> int:
             for proc in procs:
                 control(proc.process.pid, "--instr=on")
             bases = {
-                t: p
-                for t, p in (
+                name: target
+                for name, target in (
                     ("minimal", (minimal, minimal_url)),
                     ("gateway", (gateway, gateway_url)),
                 )
-                if t in targets
+                if name in targets
             }
-            cases = [(path, None) for path in paths]
-            if args.registrations:
+            cases: list[tuple[str, bytes | None]] = [(path, None) for path in paths]
+            if registrations:
                 cases.append(("/reg", REGISTRATION_BODY))
             for path, body in cases:
-                count = args.requests if body is None else args.registrations
+                count = requests if body is None else registrations
                 results[path] = {}
                 for target, (proc, base) in bases.items():
-                    result = measure(proc, workdir, base + path, count, args.concurrency, body)
+                    result = measure(proc, workdir, base + path, count, concurrency, body)
                     results[path][target] = result
                     print(
-                        f"  {path} {target:8s} {result['per_request']:>12,.0f} instructions/request"
-                        f" ({count} requests, {result['failed']} failed)",
+                        f"  callgrind {path} {target:8s} {result['per_request']:>12,.0f} "
+                        f"instructions/request ({count} requests, {result['failed']} failed)",
                         flush=True,
                     )
         finally:
             for proc in procs:
                 proc.stop()
             upstream.stop()
-            if args.keep:
-                args.keep.mkdir(parents=True, exist_ok=True)
+            if keep:
+                keep.mkdir(parents=True, exist_ok=True)
                 for dump in workdir.glob("*.out*"):
-                    shutil.copy(dump, args.keep / dump.name)
+                    shutil.copy(dump, keep / dump.name)
+    return results
 
+
+def report(results: dict[str, dict[str, Any]], concurrency: int, uvloop: bool) -> None:
     print(
-        f"\ncallgrind, {args.concurrency} keep-alive connections"
-        f"{', uvloop' if args.uvloop else ''}: instructions per request"
+        f"\ncallgrind (instructions per request, {concurrency} keep-alive connections"
+        f"{', uvloop' if uvloop else ', asyncio event loop'}; repeatable within about 1%)"
     )
     print(f"{'path':40s} {'minimal':>12s} {'gateway':>12s} {'gateway/minimal':>16s}")
     for path, by_target in results.items():
         m, g = (by_target[t]["per_request"] if t in by_target else float("nan") for t in TARGETS)
         print(f"{path:40s} {m:12,.0f} {g:12,.0f} {g / m:16.3f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--registrations", type=int, default=300, help="0: skip POST /reg")
+    parser.add_argument("--path", action="append")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run both proxies on uvloop (if installed)"
+    )
+    parser.add_argument(
+        "--target", action="append", choices=TARGETS, help="default: both (repeatable)"
+    )
+    parser.add_argument("--keep", type=Path, help="copy the callgrind dumps to this folder")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    paths = args.path or list(DEFAULT_PATHS)
+    if not (0 < args.requests <= 100_000 and 0 < args.concurrency <= 256):
+        parser.error("--requests 1..100000, --concurrency 1..256")
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        parser.error("valgrind (with callgrind_control) is not installed")
+    results = run_callgrind(
+        paths,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        registrations=args.registrations,
+        uvloop=args.uvloop,
+        targets=tuple(args.target or TARGETS),
+        keep=args.keep,
+    )
+    report(results, args.concurrency, args.uvloop)
     if args.json:
         args.json.write_text(json.dumps({"uvloop": args.uvloop, "results": results}, indent=2))
     return 0

@@ -1,8 +1,8 @@
 """Which asyncio event loop ``dcr-gateway run`` serves on: the standard one, or uvloop.
 
 uvloop (libuv, in C) is an optional dependency (``pip install 'dcr-gateway[uvloop]'``).
-``--event-loop auto`` uses it when it is installed, ``uvloop`` insists on it,
-``asyncio`` never uses it.  docs/performance.md has what it changes.
+``--event-loop asyncio`` (the default) never uses it, ``auto`` uses it when it is
+installed, ``uvloop`` insists on it.  docs/performance.md has what it changes.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--event-loop",
         choices=CHOICES,
-        default="auto",
-        help="asyncio's own loop, uvloop (pip install 'dcr-gateway[uvloop]'), or auto: "
-        "uvloop when installed (default)",
+        default="asyncio",
+        help="asyncio's own loop (default), uvloop (pip install 'dcr-gateway[uvloop]'), "
+        "or auto: uvloop when it is installed",
     )
 
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     settings = loaded.settings
     configure_logging(settings.log_level)
     try:
-        loop, loop_name = new_loop(getattr(args, "event_loop", "auto"))
+        loop, loop_name = new_loop(getattr(args, "event_loop", "asyncio"))
     except LoopUnavailable as exc:
         log().error("startup_failed", reason=str(exc))
         return EXIT_FAIL

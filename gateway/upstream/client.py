@@ -59,6 +59,7 @@ class UpstreamClient:
 
     def __init__(self, settings: Upstream, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.preserve_host = settings.preserve_host
         if metrics is None:
             from gateway.metrics import Metrics
 

@@ -22,7 +22,7 @@ from yarl import URL
 from gateway import rules
 from gateway.audit.logging import log
 from gateway.errors import OAuthError
-from gateway.http.forwarding import downstream_header_items
+from gateway.http.forwarding import downstream_header_items, upstream_request_headers
 from gateway.http.responses import error_response
 from gateway.state import Gateway
 from gateway.upstream.client import timeout_error, unreachable_error
@@ -57,12 +57,16 @@ async def pass_through(
     guarded paths use (``UpstreamClient.send``, a generator-based context manager, costs
     more than all the gateway adds to a request)."""
     method = request.method
-    caller = gateway.trusted.identify(request.remote, request.headers)
-    rid = caller.request_id
-    headers = gateway.upstream_headers(request, caller)
     upstream = gateway.upstream
+    incoming = request.headers
+    caller = gateway.trusted.identify(request.remote, incoming)
+    rid = caller.request_id
+    settings = gateway.settings
+    headers = upstream_request_headers(
+        incoming, caller, public_url=settings.public_url, preserve_host=upstream.preserve_host
+    )
     timeout = upstream.settings.timeout
-    idle = gateway.settings.limits.passthrough_body_timeout
+    idle = settings.limits.passthrough_body_timeout
     response: web.StreamResponse
     try:
         if body is not None:
@@ -82,7 +86,7 @@ async def pass_through(
     # The answer's deadline starts once the request is sent: a large upload that keeps
     # arriving on time may take longer than upstream.timeout (each chunk has `idle`).
     try:
-        async with upstream.deadlines.after(None if streamed else timeout) as deadline:
+        with upstream.deadlines.after(None if streamed else timeout) as deadline:
             data = _stream(request, first or b"", idle, deadline, timeout) if streamed else first
             async with upstream.passthrough.request(
                 method,
