@@ -19,7 +19,7 @@ metrics that a hot path uses are bound once, at start-up.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -163,6 +163,9 @@ class Metrics:
         )
         self._passthrough = PassThroughCounts()
         r.register(self._passthrough)
+        #: ``passthrough(method, status)``: one relayed answer (the status the client got,
+        #: the gateway's own 502/504 included).  Bound here: one call on the hot path.
+        self.passthrough: Callable[[str, int], None] = self._passthrough.count
         self.registry_clients = Gauge(
             PREFIX + "registry_clients",
             "Clients in the registry, by status (refreshed at most once per registry.job_interval)",
@@ -236,11 +239,6 @@ class Metrics:
             self.admin_calls.labels(event, decision).inc()
         if rule.startswith("rate_limit."):
             self.rate_limited.labels(labels.rate_limit(rule), tenant).inc()
-
-    def passthrough(self, method: str, status: int) -> None:
-        """One relayed answer (the status the client got, the gateway's own 502/504
-        included)."""
-        self._passthrough.count(method, status)
 
     def decided(self, kind: str, seconds: float) -> None:
         """The policy engine's time for one decision (``kind``: one of

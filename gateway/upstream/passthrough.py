@@ -86,7 +86,7 @@ async def pass_through(
     # The answer's deadline starts once the request is sent: a large upload that keeps
     # arriving on time may take longer than upstream.timeout (each chunk has `idle`).
     try:
-        with upstream.deadlines.after(None if streamed else timeout) as deadline:
+        with Deadline(upstream.deadlines, None if streamed else timeout) as deadline:
             data = _stream(request, first or b"", idle, deadline, timeout) if streamed else first
             async with upstream.passthrough.request(
                 method,
@@ -95,7 +95,23 @@ async def pass_through(
                 data=data,
                 allow_redirects=False,
             ) as answer:
-                response = await relay_response(request, answer, rid, deadline, timeout)
+                length = answer.content_length
+                status = answer.status
+                if (
+                    length is not None
+                    and length <= SMALL_BODY
+                    and method != "HEAD"
+                    and status != 204
+                    and status != 304
+                ):  # the common case, inline: one write, headers and body together
+                    response = web.Response(
+                        status=status,
+                        reason=answer.reason,
+                        headers=downstream_header_items(answer.headers, rid),
+                        body=await answer.read(),
+                    )
+                else:
+                    response = await relay_response(request, answer, rid, deadline, timeout)
     except UploadFailed as failed:
         response = _close(error_response(failed.error, rid))
     except TimeoutError:
