@@ -62,11 +62,18 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:3000")
+    parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
     args = parser.parse_args()
+    loop = None
+    if args.uvloop:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
     web.run_app(
         make_app(args.upstream.rstrip("/")),
         host=args.host,
         port=args.port,
         access_log=None,
         print=None,
+        loop=loop,
     )

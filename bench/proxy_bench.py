@@ -136,12 +136,9 @@ def wait_http(url: str, proc: Proc, timeout: float = START_TIMEOUT) -> None:
 
 
 def gateway_command() -> list[str]:
-    """``dcr-gateway`` of this interpreter's environment, else ``python -m gateway``."""
-    beside = Path(sys.executable).parent / "dcr-gateway"
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("dcr-gateway")
-    return [found] if found else [sys.executable, "-m", "gateway"]
+    """``python -m gateway`` of this interpreter, run from the repository's root, so the
+    ``gateway`` package is this checkout's (not whatever ``dcr-gateway`` is installed)."""
+    return [sys.executable, "-m", "gateway"]
 
 
 def write_gateway_config(workdir: Path, port: int, upstream: str) -> Path:
@@ -579,10 +576,21 @@ def report(summary: dict[str, Any], meta: dict[str, Any]) -> None:
     print()
     for path, result in summary["get"].items():
         goal = result["ratios"]["gateway/minimal"]
+        cpu = result["ratios"]["cpu per request gateway/minimal"]
         print(
-            f"Goal: pass-through >= 0.90x the minimal proxy, GET {path}: {goal:.3f}x -> "
-            f"{'met' if goal >= 0.9 else 'NOT met'}"
+            f"Goal: throughput >= 0.95x the minimal proxy, GET {path}: {goal:.3f}x -> "
+            f"{'met' if goal >= 0.95 else 'NOT met'}"
         )
+        if cpu is not None:
+            print(
+                f"Goal: CPU per request <= 1.10x the minimal proxy's, GET {path}: {cpu:.3f}x "
+                f"-> {'met' if cpu <= 1.10 else 'NOT met'}"
+            )
+    p50 = rr["p50 gateway/minimal"]
+    print(
+        f"Goal: registration p50 <= 1.15x the minimal proxy's: {p50:.3f}x -> "
+        f"{'met' if p50 <= 1.15 else 'NOT met'}"
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -606,6 +614,17 @@ def main() -> int:
     )
     parser.add_argument("--reg-concurrency", type=int, default=8)
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the gateway and the minimal proxy on uvloop"
+    )
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count instructions per request under valgrind's callgrind, N requests "
+        "per path (repeatable whatever the machine's load; about a minute per path)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
     args.path = args.path or list(DEFAULT_PATHS)
@@ -641,7 +660,14 @@ def main() -> int:
             # The issuer is the gateway's URL, as in a real deployment behind it.
             upstream.start(issuer=gateway_url, test_endpoints=True)
             config = write_gateway_config(workdir, gateway_port, upstream.url)
-            procs.append(spawn("gateway", [*gateway_command(), "run", "-c", str(config)], workdir))
+            event_loop = "uvloop" if args.uvloop else "asyncio"
+            procs.append(
+                spawn(
+                    "gateway",
+                    [*gateway_command(), "run", "-c", str(config), "--event-loop", event_loop],
+                    workdir,
+                )
+            )
             procs.append(
                 spawn(
                     "minimal",
@@ -652,6 +678,7 @@ def main() -> int:
                         str(minimal_port),
                         "--upstream",
                         upstream.url,
+                        *(["--uvloop"] if args.uvloop else []),
                     ],
                     workdir,
                 )
@@ -760,11 +787,26 @@ def main() -> int:
         "elapsed_s": round(time.monotonic() - started_at, 1),
     }
     summary = summarize(results)
+    if args.callgrind:
+        from callgrind_bench import run_callgrind
+
+        summary["callgrind"] = run_callgrind(
+            args.path,
+            requests=args.callgrind,
+            registrations=max(1, args.callgrind // 5),
+            uvloop=args.uvloop,
+        )
+    meta["event_loop"] = "uvloop" if args.uvloop else "asyncio"
     print(
         f"\n{meta['date']}; {meta['cpus']} CPUs; Python {meta['python']}, aiohttp "
-        f"{meta['aiohttp']}, node {meta['node']}; load generator on the same cores, loopback"
+        f"{meta['aiohttp']}, node {meta['node']}, {meta['event_loop']} event loop; load "
+        "generator on the same cores, loopback"
     )
     report(summary, meta)
+    if "callgrind" in summary:
+        from callgrind_bench import report as report_callgrind
+
+        report_callgrind(summary["callgrind"], 8, args.uvloop)
     print(f"\n(total {meta['elapsed_s']} s)")
     if args.json:
         args.json.write_text(

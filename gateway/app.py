@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import rules
 from gateway.audit.events import REGISTRATION_EVENT
 from gateway.audit.logging import log
 from gateway.audit.sink import AuditLog
@@ -25,9 +24,11 @@ from gateway.http.exchange import Exchange
 from gateway.http.forwarding import TrustedProxies
 from gateway.http.health import add_operational_routes, healthz, not_found
 from gateway.http.metadata import serve_metadata
-from gateway.http.protocol import serve_with_gateway_protocol
-from gateway.http.responses import error_response
+from gateway.http.protocol import http_error_response, serve_with_gateway_protocol
 from gateway.http.routes import Kind, Router, Target
+from gateway.metrics import Metrics
+from gateway.metrics.endpoint import PATH as METRICS_PATH
+from gateway.metrics.endpoint import serve_metrics
 from gateway.policy.model import Policy
 from gateway.policy.policies import Policies
 from gateway.profiles.generic import GenericProfile
@@ -56,23 +57,14 @@ from gateway.uri.hosts import warm_up
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors aiohttp's router raises itself (a target such as ``OPTIONS *`` that no route
-    can match) answer the same JSON as every other refusal, never text or HTML."""
+    """The admin listener's errors from aiohttp's router as JSON (the main listener does
+    this in its protocol, :func:`gateway.http.protocol.serve_with_gateway_protocol`)."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        rid = request.app[GATEWAY].identify(request).request_id
-        if exc.status == 404:  # every origin-form path has a route: this target is not one
-            error = rules.REQUEST_TARGET.refuse(
-                "the request target must be an absolute path (RFC 9112 §3.2)"
-            )
-            return error_response(error, rid)
-        error = rules.REQUEST_TARGET.refuse(exc.reason or "the request cannot be served")
-        response = error_response(error, rid)
-        response.set_status(exc.status)
-        return response
+        return http_error_response(request, exc)
 
 
 #: Methods a browser may use on each guarded kind (for CORS preflights).
@@ -199,6 +191,9 @@ def admin_app(gateway: Gateway) -> web.Application:
     add_admin_routes(admin)
     add_client_admin_routes(admin)
     add_policy_admin_routes(admin)
+    metrics = gateway.settings.metrics
+    if metrics.enabled and metrics.listener == "admin":
+        admin.router.add_get(METRICS_PATH, serve_metrics)
     admin.router.add_route("*", "/{tail:.*}", not_found)
     return admin
 
@@ -247,7 +242,7 @@ def build_router(
     )
 
 
-def cimd_fetcher(settings: Settings) -> DocumentFetcher | None:
+def cimd_fetcher(settings: Settings, metrics: Metrics | None = None) -> DocumentFetcher | None:
     """The metadata document fetcher, when ``cimd.enabled``."""
     cimd = settings.cimd
     if not cimd.enabled:
@@ -261,7 +256,8 @@ def cimd_fetcher(settings: Settings) -> DocumentFetcher | None:
             ca_file=fetch.ca_file,
             allow_private_addresses=fetch.allow_private_addresses,
             resolve=dict(fetch.resolve),
-        )
+        ),
+        observe=None if metrics is None else metrics.cimd_fetched,
     )
 
 
@@ -296,18 +292,23 @@ def create_app(
     settings: Settings, policies: Policies | Policy, *, audit: AuditLog | None = None
 ) -> web.Application:
     """Build the gateway application; nothing touches the network until it starts."""
-    app = web.Application(middlewares=[json_errors])
-    # Requests aiohttp's parser refuses never reach a handler or a middleware.
+    app = web.Application()
+    # Requests aiohttp's parser refuses never reach a handler; errors its router raises
+    # are answered as JSON there too.
     serve_with_gateway_protocol(app)
-    storage = open_storage(settings.storage)
+    policies = policies if isinstance(policies, Policies) else Policies(policies)
+    metrics = Metrics(tenants=(realm for realm, _ in settings.tenants), policies=policies)
+    storage = open_storage(settings.storage, on_error=metrics.storage_failed)
     registry = Registry(storage)
     if not isinstance(policies, Policies):
         policies = Policies(policies)
+    audit = audit or AuditLog(settings.audit.sink)
+    audit.observers.append(metrics.observe)
     app[GATEWAY] = Gateway(
         settings=settings,
         policies=policies,
-        upstream=UpstreamClient(settings.upstream),
-        audit=audit or AuditLog(settings.audit.sink),
+        upstream=UpstreamClient(settings.upstream, metrics=metrics),
+        audit=audit,
         storage=storage,
         trusted=TrustedProxies(settings.trusted_proxies),
         router=build_router(settings),
@@ -319,9 +320,15 @@ def create_app(
         gate=ClientGate(registry),
         sealer=Sealer(sealing_keys(settings)),
         reloader=PolicyReloader(settings, policies),
-        cimd_fetcher=cimd_fetcher(settings),
+        cimd_fetcher=cimd_fetcher(settings, metrics),
+        metrics=metrics,
     )
     app[ADMIN_ADDRESS] = {}
+    gateway = app[GATEWAY]
+    # Reloads counted, and the policies now in force labelled, after every attempt.
+    gateway.reloader.status.listeners.append(
+        lambda ok: metrics.policy_reloaded(ok, gateway.policies)
+    )
     # Order matters: the audit sink outlives everything that may write to it.
     app.cleanup_ctx.extend(
         [
@@ -338,6 +345,8 @@ def create_app(
     app.router.add_get("/-/healthz", healthz)
     if not settings.admin.serve_health:  # else on the admin listener only
         add_operational_routes(app)
+    if settings.metrics.enabled and settings.metrics.listener == "main":
+        app.router.add_get(METRICS_PATH, serve_metrics)
     if settings.admin.listen is None:
         add_admin_routes(app)
         add_client_admin_routes(app)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -13,6 +13,7 @@ from gateway.config.settings import Settings
 from gateway.http.cors import CorsPolicy
 from gateway.http.forwarding import Caller, TrustedProxies, upstream_request_headers
 from gateway.http.routes import Router
+from gateway.metrics import Metrics
 from gateway.policy.policies import Policies
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.registry.gate import ClientGate
@@ -53,6 +54,8 @@ class Gateway:
     reloader: PolicyReloader
     #: Fetches Client ID Metadata Documents (``cimd.enabled``); ``None`` otherwise.
     cimd_fetcher: DocumentFetcher | None = None
+    #: The application's Prometheus metrics (a registry of its own).
+    metrics: Metrics = field(default_factory=Metrics)
 
     def identify(self, request: web.Request) -> Caller:
         """Who sent ``request`` (request ids and client IP; see :class:`Caller`)."""

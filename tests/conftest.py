@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,16 @@ settings.register_profile("dcr", database=None, deadline=None, derandomize=True,
 settings.load_profile("dcr")
 
 GatewayFactory = Callable[..., Awaitable[RunningGateway]]
+
+
+if os.environ.get("DCR_TEST_EVENT_LOOP") == "uvloop":
+
+    def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+        """``DCR_TEST_EVENT_LOOP=uvloop``: every test on uvloop (what ``dcr-gateway run
+        --event-loop uvloop`` serves on) instead of asyncio's own loop."""
+        import uvloop
+
+        return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

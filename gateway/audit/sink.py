@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import IO, Any, cast
 
 import structlog
@@ -69,10 +70,14 @@ class AppendFile:
 
 
 class AuditLog:
-    """Writes audit events to one sink; never raises into a request."""
+    """Writes audit events to one sink; never raises into a request.
+
+    ``observers`` are called with every record written (the metrics count decisions
+    there, so each is counted exactly once, as its event)."""
 
     def __init__(self, sink: str) -> None:
         self.sink = sink
+        self.observers: list[Callable[[AuditRecord], None]] = []
         self._owned: AppendFile | None = None
         if sink == "stdout":
             stream: IO[str] | AppendFile = sys.stdout
@@ -99,6 +104,11 @@ class AuditLog:
     def write(self, record: AuditRecord) -> None:
         """The one event of a finished exchange."""
         self.emit(record.event, record.as_fields())
+        for observer in self.observers:
+            try:
+                observer(record)
+            except Exception:  # counting must not break the answer either
+                log().exception("audit_observer_failed", audit_event=record.event)
 
     def reopen(self) -> bool:
         """Reopen a file sink at its path (log rotation); ``False`` for stdout/stderr, or

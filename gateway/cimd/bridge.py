@@ -148,7 +148,9 @@ async def _decide(
     if refusal is not None:
         raise refusal
     fetched = await _fetch(gateway, url, record)
+    started = time.perf_counter()
     decision = judge_document(policy, url, fetched.document, RequestContext(record.client_ip))
+    gateway.metrics.decided("cimd", time.perf_counter() - started)
     record.note_request(decision.metadata)
     context = RequestContext(record.client_ip)
     decision = report_or_refuse(  # report-only: a reported refusal acts by the enforced view

@@ -532,10 +532,20 @@ class DocumentFetcher:
     """Fetches, checks and caches metadata documents; one per gateway process.
 
     ``start()`` opens the HTTP client (in the running loop), ``close()`` closes it and
-    cancels fetches under way.  ``lookup`` replaces the system resolver (tests)."""
+    cancels fetches under way.  ``lookup`` replaces the system resolver (tests).
+    ``observe`` is told how each fetch that was not a cache hit ended: ``ok`` or the
+    failure's rule id, and its time in seconds when it reached the network (the
+    metrics)."""
 
-    def __init__(self, settings: FetchSettings, *, lookup: Lookup | None = None) -> None:
+    def __init__(
+        self,
+        settings: FetchSettings,
+        *,
+        lookup: Lookup | None = None,
+        observe: Callable[[str, float | None], None] | None = None,
+    ) -> None:
         self.settings = settings
+        self._observe = observe
         self._overrides = _parse_overrides(settings.resolve)
         self._lookup: Lookup = lookup or system_lookup
         self._cache = DocumentCache(settings.cache_size)
@@ -637,6 +647,7 @@ class DocumentFetcher:
     async def _fetch_and_cache(self, target: Target, now: float, max_bytes: int) -> Fetched:
         retry = self._limiter.acquire(target.host, now)
         if retry is not None:
+            self._observed(RATE_LIMITED, None)
             raise FetchError(
                 RATE_LIMITED,
                 f"too many metadata documents were fetched from {target.host} lately; "
@@ -648,9 +659,15 @@ class DocumentFetcher:
             fetched = await self._fetch_network(target, now, started, max_bytes)
         except FetchError as exc:
             exc.elapsed_ms = _ms(started)
+            self._observed(exc.rule, time.perf_counter() - started)
             raise
+        self._observed("ok", time.perf_counter() - started)
         self._cache.put(fetched)
         return fetched
+
+    def _observed(self, outcome: str, seconds: float | None) -> None:
+        if self._observe is not None:
+            self._observe(outcome, seconds)
 
     async def _fetch_network(
         self, target: Target, now: float, started: float, max_bytes: int

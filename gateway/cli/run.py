@@ -14,6 +14,7 @@ import dataclasses
 from gateway import __version__
 from gateway.audit.logging import configure_logging, log
 from gateway.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, Command, config_argument, load
+from gateway.cli.loop import CHOICES, LoopUnavailable, new_loop
 from gateway.config.settings import MAX_WORKERS, workers_problem
 
 
@@ -29,6 +30,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     # A process started by the supervisor: serve with SO_REUSEPORT, never supervise.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--event-loop",
+        choices=CHOICES,
+        default="asyncio",
+        help="asyncio's own loop (default), uvloop (pip install 'dcr-gateway[uvloop]'), "
+        "or auto: uvloop when it is installed",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         server = dataclasses.replace(settings.server, workers=args.workers)
         settings = dataclasses.replace(settings, server=server)
     configure_logging(settings.log_level)
+    event_loop = getattr(args, "event_loop", "asyncio")
     workers = settings.server.workers
     if workers > 1 and not args.worker:
         log().info(
@@ -61,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
             workers=workers,
             version=__version__,
         )
-        return supervise(args.config, workers, settings.server.shutdown_timeout)
+        return supervise(args.config, workers, settings.server.shutdown_timeout, event_loop)
+    try:
+        loop, loop_name = new_loop(event_loop)
+    except LoopUnavailable as exc:
+        log().error("startup_failed", reason=str(exc))
+        return EXIT_FAIL
     app = create_app(settings, loaded.policies)
     log().info(
         "starting",
@@ -72,9 +86,11 @@ def run(args: argparse.Namespace) -> int:
         policy_revision=loaded.policy.revision,
         mode=loaded.policy.mode.value,
         version=__version__,
+        event_loop=loop_name,
     )
     try:
-        asyncio.run(serve(app, settings, reuse_port=args.worker))
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            runner.run(serve(app, settings, reuse_port=args.worker))
     except (DiscoveryError, OSError) as exc:
         log().error("startup_failed", reason=str(exc))
         return EXIT_FAIL

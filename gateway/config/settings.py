@@ -225,6 +225,17 @@ class PolicyReload:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """``/-/metrics`` (Prometheus text format): served on the main listener by default."""
+
+    enabled: bool = True
+    #: ``main`` (the public listener) or ``admin`` (``admin.listen``'s only).
+    listener: str = "main"
+    #: Scrapes must carry the admin token (``Authorization: Bearer``).
+    require_admin_token: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: Listen
     public_url: URL
@@ -244,6 +255,7 @@ class Settings:
     cimd: Cimd = Cimd()
     server: Server = Server()
     policy_reload: PolicyReload = PolicyReload()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 _TOP_KEYS = {
@@ -264,6 +276,7 @@ _TOP_KEYS = {
     "cimd",
     "server",
     "policy_reload",
+    "metrics",
 }
 _UPSTREAM_KEYS = {
     "url",
@@ -476,6 +489,23 @@ def _read_policy_reload(r: Reader, top: dict[str, Any]) -> PolicyReload:
     return PolicyReload(watch=r.get(section, pp, "watch", as_bool, False), interval=interval)
 
 
+def _read_metrics(r: Reader, top: dict[str, Any], admin: Admin) -> MetricsSettings:
+    """``metrics``; the admin listener and the admin token must exist where they are asked
+    for, or a scrape would find nothing (or a metrics endpoint nobody can read)."""
+    mp: KeyPath = ("metrics",)
+    section = r.section(top.get("metrics"), mp, {"enabled", "listener", "require_admin_token"})
+    settings = MetricsSettings(
+        enabled=r.get(section, mp, "enabled", as_bool, True),
+        listener=r.get(section, mp, "listener", as_choice("main", "admin"), "main"),
+        require_admin_token=r.get(section, mp, "require_admin_token", as_bool, False),
+    )
+    if settings.listener == "admin" and admin.listen is None:
+        r.problem((*mp, "listener"), "admin needs admin.listen (a listener of its own)")
+    if settings.require_admin_token and admin.token_env is None:
+        r.problem((*mp, "require_admin_token"), "needs admin.token_env (the admin token)")
+    return settings
+
+
 def _read_registry(r: Reader, top: dict[str, Any], env: Mapping[str, str]) -> RegistrySettings:
     """``registry.key_env`` names the variable with the sealing keys; a named variable that
     is unset or holds no valid key is a problem (tokens would silently not be kept)."""
@@ -633,6 +663,7 @@ def read_settings(
         sink = str(base_dir / sink)
 
     storage = r.get(top, (), "storage", _as_storage, "memory://")
+    admin = _read_admin(r, top, os.environ if env is None else env)
     return Settings(
         listen=listen,
         public_url=public_url,
@@ -650,9 +681,10 @@ def read_settings(
         tenants=tuple(tenants),
         keycloak=Keycloak(allow_providers=tuple(p for p in providers if p in KEYCLOAK_PROVIDERS)),
         cors=cors,
-        admin=_read_admin(r, top, os.environ if env is None else env),
+        admin=admin,
         registry=_read_registry(r, top, os.environ if env is None else env),
         cimd=_read_cimd(r, top, base_dir),
         server=_read_server(r, top, storage),
         policy_reload=_read_policy_reload(r, top),
+        metrics=_read_metrics(r, top, admin),
     )

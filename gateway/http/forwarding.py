@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -59,6 +59,7 @@ _FORWARDING = frozenset(
 _STRIPPED_UNTRUSTED = _STRIPPED_REQUEST | _FORWARDING
 #: ``Server`` too: the gateway names itself (see :data:`gateway.http.responses.SERVER`).
 _STRIPPED_RESPONSE = HOP_BY_HOP | {"content-length", "server"}
+_STRIPPED_RESPONSE_WITH_ID = _STRIPPED_RESPONSE | {"x-request-id"}
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
 _REQUEST_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:/+=@-]")
 MAX_REQUEST_ID = 128
@@ -71,11 +72,28 @@ def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
     return tokens
 
 
+def _dropped(drop: frozenset[str], headers: CIMultiDictProxy[str]) -> frozenset[str]:
+    """``drop`` and whatever the ``Connection`` header names (RFC 9110 §7.6.1)."""
+    values = tuple(headers.getall("Connection", ()))
+    if len(values) == 1 and len(values[0]) <= 64:
+        return _dropped_by(drop, values[0])  # "keep-alive", "close": every answer has one
+    return drop | _connection_tokens(headers)
+
+
+@functools.lru_cache(maxsize=64)
+def _dropped_by(drop: frozenset[str], value: str) -> frozenset[str]:
+    tokens = {t.strip().lower() for t in value.split(",") if t.strip()}
+    return drop if tokens <= drop else drop | tokens
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(16)  # 128 random bits, as uuid4 but a third of the cost
+    """128 random bits from the OS (what ``secrets.token_hex(16)`` returns, in one call)."""
+    return os.urandom(16).hex()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which costs
+# more than everything else about identifying a pass-through request.  Nothing changes it.
+@dataclass(slots=True)
 class Caller:
     """Who sent a request, as far as the gateway can vouch for it.
 
@@ -118,6 +136,12 @@ class TrustedProxies:
 
     def identify(self, peer: str | None, headers: CIMultiDictProxy[str]) -> Caller:
         """The :class:`Caller` of a request from ``peer`` with ``headers``."""
+        if not self.networks:  # nobody is trusted: the common case, and the fast one
+            given = headers.get("X-Request-ID")
+            own = new_request_id()
+            if given is None:
+                return Caller(own, None, own, peer, peer, False)
+            return Caller(own, _sanitize_request_id(given), given, peer, peer, False)
         trusted = self.trusts(peer)
         given = headers.get("X-Request-ID")
         if trusted and given is not None and _REQUEST_ID_RE.fullmatch(given):
@@ -237,40 +261,56 @@ def upstream_request_headers(
     trusted, peer = caller.trusted, caller.peer
     drop = _STRIPPED_REQUEST if trusted else _STRIPPED_UNTRUSTED
     if "Connection" in incoming:
-        drop = drop | _connection_tokens(incoming)
+        drop = _dropped(drop, incoming)
     scheme, authority, port, forwarded_suffix = _public_parts(public_url)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        if name.lower() not in drop:
-            out.add(name, value)
+    # Built as one list and turned into a CIMultiDict once: header by header costs more
+    # than the rest of a pass-through request's own work.
+    items = [(name, value) for name, value in incoming.items() if name.lower() not in drop]
     if preserve_host and "Host" in incoming:
-        out["Host"] = incoming["Host"]
-
-    prior_xff = ", ".join(incoming.getall("X-Forwarded-For", ())) if trusted else None
+        items.append(("Host", incoming["Host"]))
     peer_text = peer or "unknown"
-    out["X-Forwarded-For"] = f"{prior_xff}, {peer_text}" if prior_xff else peer_text
-    if not (trusted and "X-Forwarded-Proto" in incoming):
-        out["X-Forwarded-Proto"] = scheme
-    if not (trusted and "X-Forwarded-Host" in incoming):
-        out["X-Forwarded-Host"] = authority
-    if not (trusted and "X-Forwarded-Port" in incoming):
-        out["X-Forwarded-Port"] = port
     element = f"for={_forwarded_node(peer)};{forwarded_suffix}"
-    prior_fwd = ", ".join(incoming.getall("Forwarded", ())) if trusted else None
+    if not trusted:  # every X-Forwarded-* and Forwarded header was dropped: all ours
+        items += (
+            ("X-Forwarded-For", peer_text),
+            ("X-Forwarded-Proto", scheme),
+            ("X-Forwarded-Host", authority),
+            ("X-Forwarded-Port", port),
+            ("Forwarded", element),
+            ("X-Request-ID", caller.upstream_request_id),
+        )
+        return CIMultiDict(items)
+    out = CIMultiDict(items)
+    prior_xff = ", ".join(incoming.getall("X-Forwarded-For", ()))
+    out["X-Forwarded-For"] = f"{prior_xff}, {peer_text}" if prior_xff else peer_text
+    if "X-Forwarded-Proto" not in incoming:
+        out["X-Forwarded-Proto"] = scheme
+    if "X-Forwarded-Host" not in incoming:
+        out["X-Forwarded-Host"] = authority
+    if "X-Forwarded-Port" not in incoming:
+        out["X-Forwarded-Port"] = port
+    prior_fwd = ", ".join(incoming.getall("Forwarded", ()))
     out["Forwarded"] = f"{prior_fwd}, {element}" if prior_fwd else element
     out["X-Request-ID"] = caller.upstream_request_id
     return out
 
 
-def downstream_response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones; repeated headers such as
-    ``Set-Cookie`` are kept one by one, in order."""
-    drop = _STRIPPED_RESPONSE
+def downstream_header_items(
+    incoming: CIMultiDictProxy[str], request_id: str | None = None
+) -> list[tuple[str, str]]:
+    """The upstream's response headers minus hop-by-hop ones, as a list; repeated headers
+    such as ``Set-Cookie`` are kept one by one, in order; then ``Server`` and, given,
+    ``X-Request-ID`` (whatever the upstream said for either is dropped)."""
+    drop = _STRIPPED_RESPONSE if request_id is None else _STRIPPED_RESPONSE_WITH_ID
     if "Connection" in incoming:
-        drop = drop | _connection_tokens(incoming)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        if name.lower() not in drop:
-            out.add(name, value)
-    out["Server"] = SERVER
-    return out
+        drop = _dropped(drop, incoming)
+    items = [(name, value) for name, value in incoming.items() if name.lower() not in drop]
+    items.append(("Server", SERVER))
+    if request_id is not None:
+        items.append(("X-Request-ID", request_id))
+    return items
+
+
+def downstream_response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """:func:`downstream_header_items` as a CIMultiDict, to be changed further."""
+    return CIMultiDict(downstream_header_items(incoming))

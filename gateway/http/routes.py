@@ -64,14 +64,36 @@ class Profile(Protocol):
         ...
 
 
+#: Paths whose classification is remembered, and the longest path remembered: a client
+#: sends the same few paths (``/authorize``, ``/token``, ``/.well-known/...``) again and
+#: again, and whoever sends fresh ones each time only ever empties the cache.
+CACHE_SIZE = 4096
+CACHE_PATH_LENGTH = 512
+
+
 class Router:
-    """The deployment's profile, behind one method."""
+    """The deployment's profile, behind one method.
+
+    A profile's classification is pure (the same path always gets the same target), so
+    it is remembered per path: canonicalizing the path is most of the gateway's own work
+    on a pass-through request otherwise."""
+
+    __slots__ = ("_cache", "profile")
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
+        self._cache: dict[str, Target] = {}
 
     def __bool__(self) -> bool:
         return self.profile.knows_registration()
 
     def classify(self, raw_path: str) -> Target:
-        return self.profile.classify(raw_path)
+        target = self._cache.get(raw_path)
+        if target is None:
+            target = self.profile.classify(raw_path)
+            # A refusal is an exception, raised once per request: never shared.
+            if len(raw_path) <= CACHE_PATH_LENGTH and target.refusal is None:
+                if len(self._cache) >= CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[raw_path] = target
+        return target

@@ -14,6 +14,8 @@ registration access token travels upstream in ``Authorization`` and nowhere else
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from gateway import rules
@@ -72,7 +74,9 @@ async def _manage(exchange: Exchange, target: Target) -> web.StreamResponse:
         raise rules.MANAGEMENT_CLIENT_ID_MISMATCH.refuse(
             "an update must carry its own client_id, the one in its path (RFC 7592 §2.2)"
         )
+    started = time.perf_counter()
     decision = judge_request(policy, metadata, record)
+    gateway.metrics.decided("update", time.perf_counter() - started)
     before = await gateway.clients.get(target.tenant, client_id)
     record.extra["changes"] = changes(before, decision.metadata)
     enforce(decision)

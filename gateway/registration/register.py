@@ -81,7 +81,9 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
         if token.policy is not None:
             judging = token.policy
             record.note_policy(judging)
+    started = time.perf_counter()
     decision = judge_request(judging, metadata, record)
+    gateway.metrics.decided("registration", time.perf_counter() - started)
     facts = RateFacts(
         client_ip=record.client_ip,
         software_id=record.software_id,

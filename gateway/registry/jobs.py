@@ -119,6 +119,7 @@ async def _run(
 ) -> None:
     registry = gateway.registry
     entries = await registry.entries()
+    gateway.metrics.registry_counts(status_counts(entries))
     used = await registry.all_last_used()
     report.examined = len(entries)
     for entry in entries:
@@ -156,7 +157,18 @@ async def _run(
         fresh = gateway.sealer.reseal(entry.sealed_token)
         if fresh is not None and await registry.replace(entry, entry.with_(sealed_token=fresh)):
             report.resealed += 1
-    await registry.reconcile(await registry.entries())
+    final = await registry.entries()
+    gateway.metrics.registry_counts(status_counts(final))
+    await registry.reconcile(final)
+
+
+def status_counts(entries: list[ClientEntry]) -> dict[str, int]:
+    """Clients by status (``pending``, ``active``, ``rejected``, ``deleted``), for
+    ``dcr_gateway_registry_clients``."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.status.value] = counts.get(entry.status.value, 0) + 1
+    return counts
 
 
 def audit_removal(

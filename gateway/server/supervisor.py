@@ -46,9 +46,20 @@ def _ignore_until_serving() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def worker_command(config: Path) -> list[str]:
-    """How a worker is started: this interpreter, the gateway's CLI, ``--worker``."""
-    return [sys.executable, "-m", "gateway", "run", "-c", str(config), "--worker"]
+def worker_command(config: Path, event_loop: str = "asyncio") -> list[str]:
+    """How a worker is started: this interpreter, the gateway's CLI, ``--worker``, on the
+    parent's ``--event-loop``."""
+    return [
+        sys.executable,
+        "-m",
+        "gateway",
+        "run",
+        "-c",
+        str(config),
+        "--worker",
+        "--event-loop",
+        event_loop,
+    ]
 
 
 class Supervisor:
@@ -129,7 +140,9 @@ class Supervisor:
                 worker.wait()
 
 
-def supervise(config: Path, count: int, shutdown_timeout: float) -> int:
+def supervise(
+    config: Path, count: int, shutdown_timeout: float, event_loop: str = "asyncio"
+) -> int:
     """Run ``count`` workers of the gateway configured by ``config``."""
     log().info("supervising", workers=count, pid=os.getpid())
-    return Supervisor(worker_command(config), count, shutdown_timeout).run()
+    return Supervisor(worker_command(config, event_loop), count, shutdown_timeout).run()

@@ -10,7 +10,7 @@ decide once whether to fail closed or open.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.storage.errors import StorageError
@@ -99,8 +99,11 @@ class Storage(Protocol):
     async def close(self) -> None: ...
 
 
-def open_storage(uri: str) -> Storage:
-    """The store named by the config's ``storage`` URI (already validated)."""
+def open_storage(uri: str, *, on_error: Callable[[], None] | None = None) -> Storage:
+    """The store named by the config's ``storage`` URI (already validated); ``on_error`` is
+    called on every failed operation (the metrics count them)."""
     if uri.lower().startswith("memory://"):
         return MemoryStorage(uri)
-    return RedisStorage(uri)
+    storage = RedisStorage(uri)
+    storage.on_error = on_error
+    return storage

@@ -14,7 +14,7 @@ for TLS); ``redis+cluster://[:password@]host:port[,host:port]`` (``rediss+cluste
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -183,6 +183,8 @@ def redis_client(uri: str, timeout: float) -> tuple[Any, str]:
 class RedisStorage:
     def __init__(self, uri: str, timeout: float = 2.0) -> None:
         self.uri = uri
+        #: Called on every failed operation (the metrics' storage error counter).
+        self.on_error: Callable[[], None] | None = None
         self.client, self.prefix = redis_client(uri, timeout)
         self._cluster = isinstance(self.client, RedisCluster)
         self._acquire = self.client.register_script(_WINDOWS_ACQUIRE)
@@ -210,6 +212,8 @@ class RedisStorage:
             close = getattr(operation, "close", None)
             if close is not None:
                 close()  # never awaited when initialize failed: no warning about it
+            if self.on_error is not None:
+                self.on_error()
             raise StorageError(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
     async def ping(self) -> None:

@@ -12,9 +12,11 @@ user's session into another's request.
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict
@@ -24,16 +26,51 @@ from gateway import rules
 from gateway.config.settings import Upstream
 from gateway.errors import OAuthError
 from gateway.http.forwarding import downstream_response_headers
+from gateway.upstream.deadline import Deadlines
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+
+#: Rules of an upstream answer the gateway could not use, as upstream error kinds.
+_BAD_ANSWERS = {"upstream.response_too_large": "too_large", "upstream.encoding": "encoding"}
+
+
+class VerbatimRequest(aiohttp.ClientRequest):
+    """A client request that adds none of aiohttp's automatic headers (``User-Agent``,
+    ``Accept``, ``Accept-Encoding``, ``Content-Type``): the upstream sees what the client
+    sent, minus what the gateway removes, plus what it adds, nothing else.  An
+    ``Accept-Encoding: gzip`` the client never sent would make the upstream compress an
+    answer the client cannot read.
+
+    The same as ``skip_auto_headers`` naming all of them, which aiohttp turns into a new
+    ``CIMultiDict`` (and a copy of the request's headers) on every request.
+    """
+
+    _SKIP = CIMultiDict(
+        (name, None) for name in ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+    )
+
+    def update_auto_headers(self, skip_auto_headers: object) -> None:
+        self._skip_auto_headers = self._SKIP
 
 
 class UpstreamClient:
     """The HTTP sessions of an application, and how to build upstream URLs."""
 
-    def __init__(self, settings: Upstream) -> None:
+    def __init__(self, settings: Upstream, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.preserve_host = settings.preserve_host
+        if metrics is None:
+            from gateway.metrics import Metrics
+
+            metrics = Metrics()
+        self.metrics = metrics
         self.base = settings.url
         self._prefix = settings.url.raw_path.rstrip("/")
-        self._origin = str(settings.url.origin())
+        self._scheme = settings.url.scheme
+        self._authority = settings.url.raw_authority
+        #: Deadlines of pass-through exchanges, sharing timers (see gateway.upstream.deadline).
+        self.deadlines = Deadlines()
         self._passthrough: aiohttp.ClientSession | None = None
         self._guarded: aiohttp.ClientSession | None = None
 
@@ -52,7 +89,7 @@ class UpstreamClient:
                 connect=self.settings.connect_timeout,
                 sock_connect=self.settings.connect_timeout,
             ),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            request_class=VerbatimRequest,
             raise_for_status=False,
         )
 
@@ -82,10 +119,13 @@ class UpstreamClient:
 
     def url_for(self, rel_url: URL) -> URL:
         """The upstream URL for a request target, path and query kept byte for byte."""
-        target = self._prefix + rel_url.raw_path
-        if rel_url.raw_query_string:
-            target += "?" + rel_url.raw_query_string
-        return URL(self._origin + target, encoded=True)
+        return URL.build(
+            scheme=self._scheme,
+            authority=self._authority,
+            path=self._prefix + rel_url.raw_path,
+            query_string=rel_url.raw_query_string,
+            encoded=True,
+        )
 
     @asynccontextmanager
     async def send(
@@ -96,7 +136,10 @@ class UpstreamClient:
         data: object = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One guarded upstream exchange whose answer is read within ``upstream.timeout``;
-        connection faults become 502/504 wire errors."""
+        connection faults become 502/504 wire errors.  The time to the answer's headers
+        and every fault are counted in the metrics."""
+        metrics = self.metrics
+        started = time.perf_counter()
         try:
             async with (
                 asyncio.timeout(self.settings.timeout),
@@ -104,11 +147,19 @@ class UpstreamClient:
                     method, url, headers=headers, data=data, allow_redirects=False
                 ) as response,
             ):
+                metrics.upstream_answered(time.perf_counter() - started)
                 yield response
         except TimeoutError as exc:
+            metrics.upstream_failed("timeout", "guarded")
             raise timeout_error() from exc
         except aiohttp.ClientError as exc:
+            metrics.upstream_failed("connect", "guarded")
             raise unreachable_error() from exc
+        except OAuthError as exc:
+            kind = _BAD_ANSWERS.get(exc.rule)
+            if kind is not None:
+                metrics.upstream_failed(kind, "guarded")
+            raise
 
 
 def timeout_error() -> OAuthError:

@@ -22,10 +22,11 @@ from yarl import URL
 from gateway import rules
 from gateway.audit.logging import log
 from gateway.errors import OAuthError
-from gateway.http.forwarding import downstream_response_headers
+from gateway.http.forwarding import downstream_header_items, upstream_request_headers
 from gateway.http.responses import error_response
 from gateway.state import Gateway
 from gateway.upstream.client import timeout_error, unreachable_error
+from gateway.upstream.deadline import Deadline
 
 #: Bodies (request or answer) up to this size are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
@@ -51,20 +52,36 @@ async def pass_through(
     """Relay the request to the upstream and its answer back; ``body``: the whole request
     body, already read by the caller (:func:`read_small_body`); ``rel_url``: the target to
     send instead of the request's (a rewritten ``client_id``); ``set_headers``: headers
-    to send instead of the client's (a bridged client's ``Authorization``)."""
-    caller = gateway.identify(request)
+    to send instead of the client's (a bridged client's ``Authorization``).  Each answer
+    is counted (``dcr_gateway_passthrough_requests_total``).
+
+    This is the hot path: everything here is done once, inline, without the helpers the
+    guarded paths use (``UpstreamClient.send``, a generator-based context manager, costs
+    more than all the gateway adds to a request)."""
+    method = request.method
+    upstream = gateway.upstream
+    incoming = request.headers
+    caller = gateway.trusted.identify(request.remote, incoming)
     rid = caller.request_id
-    headers = gateway.upstream_headers(request, caller)
+    settings = gateway.settings
+    headers = upstream_request_headers(
+        incoming, caller, public_url=settings.public_url, preserve_host=upstream.preserve_host
+    )
     if set_headers:
         for name, value in set_headers.items():
             headers[name] = value
-    upstream = gateway.upstream
     timeout = upstream.settings.timeout
-    idle = gateway.settings.limits.passthrough_body_timeout
+    idle = settings.limits.passthrough_body_timeout
+    response: web.StreamResponse
     try:
-        first = body if body is not None else await read_small_body(request, idle)
+        if body is not None:
+            first: bytes | None = body
+        else:
+            first = await read_small_body(request, idle) if request.body_exists else None
     except OAuthError as error:
-        return _close(error_response(error, rid))
+        response = _close(error_response(error, rid))
+        gateway.metrics.passthrough(method, response.status)
+        return response
     streamed = first is not None and not request.content.at_eof()
     if streamed:
         if request.content_length is not None:
@@ -73,30 +90,49 @@ async def pass_through(
         headers["Content-Length"] = str(len(first))
     # The answer's deadline starts once the request is sent: a large upload that keeps
     # arriving on time may take longer than upstream.timeout (each chunk has `idle`).
-    # Inlined rather than UpstreamClient.send: this is the hot path, and a generator-based
-    # context manager costs more here than everything the gateway itself adds.
     try:
-        async with asyncio.timeout(None if streamed else timeout) as deadline:
+        with Deadline(upstream.deadlines, None if streamed else timeout) as deadline:
             data = _stream(request, first or b"", idle, deadline, timeout) if streamed else first
             async with upstream.passthrough.request(
-                request.method,
+                method,
                 upstream.url_for(request.rel_url if rel_url is None else rel_url),
                 headers=headers,
                 data=data,
                 allow_redirects=False,
             ) as answer:
-                return await relay_response(request, answer, rid, deadline, timeout)
+                length = answer.content_length
+                status = answer.status
+                if (
+                    length is not None
+                    and length <= SMALL_BODY
+                    and method != "HEAD"
+                    and status != 204
+                    and status != 304
+                ):  # the common case, inline: one write, headers and body together
+                    response = web.Response(
+                        status=status,
+                        reason=answer.reason,
+                        headers=downstream_header_items(answer.headers, rid),
+                        body=await answer.read(),
+                    )
+                else:
+                    response = await relay_response(request, answer, rid, deadline, timeout)
     except UploadFailed as failed:
-        return _close(error_response(failed.error, rid))
+        response = _close(error_response(failed.error, rid))
     except TimeoutError:
-        return error_response(timeout_error(), rid)
+        gateway.metrics.upstream_failed("timeout", "passthrough")
+        response = error_response(timeout_error(), rid)
     except aiohttp.ClientError as exc:
         if isinstance(exc.__cause__, UploadFailed):
-            return _close(error_response(exc.__cause__.error, rid))
-        return error_response(unreachable_error(), rid)
+            response = _close(error_response(exc.__cause__.error, rid))
+        else:
+            gateway.metrics.upstream_failed("connect", "passthrough")
+            response = error_response(unreachable_error(), rid)
     except Exception:
         log().exception("pass_through_failed", request_id=rid, path=request.rel_url.raw_path)
-        return error_response(rules.internal_error(), rid)
+        response = error_response(rules.internal_error(), rid)
+    gateway.metrics.passthrough(method, response.status)
+    return response
 
 
 def _close(response: web.Response) -> web.Response:
@@ -150,7 +186,7 @@ async def _stream(
     request: web.Request,
     first: bytes,
     idle: float,
-    deadline: asyncio.Timeout,
+    deadline: Deadline,
     timeout: float,
 ) -> AsyncIterator[bytes]:
     """The rest of a large body, each chunk within ``idle`` seconds; when the last chunk is
@@ -164,7 +200,7 @@ async def _stream(
         except OAuthError as error:
             raise UploadFailed(error) from None
         if not chunk:
-            deadline.reschedule(asyncio.get_running_loop().time() + timeout)
+            deadline.reschedule_in(timeout)
             return
         yield chunk
 
@@ -173,16 +209,16 @@ async def relay_response(
     request: web.Request,
     response: aiohttp.ClientResponse,
     request_id: str,
-    deadline: asyncio.Timeout,
+    deadline: Deadline,
     chunk_timeout: float,
 ) -> web.StreamResponse:
     """Send the upstream's answer to the client: status, reason, headers, body.
 
-    A small answer is read within the exchange's ``deadline``; a streamed one lifts it
-    and gives each chunk ``chunk_timeout`` instead, so a long download is not cut short.
+    A small answer is read within the exchange's ``deadline`` and sent in one write; a
+    streamed one lifts it and gives each chunk ``chunk_timeout`` instead, so a long
+    download is not cut short.
     """
-    headers = downstream_response_headers(response.headers)
-    headers["X-Request-ID"] = request_id
+    headers = downstream_header_items(response.headers, request_id)
     length = response.content_length
     no_body = request.method == "HEAD" or response.status in (204, 304)
     if not no_body and length is not None and length <= SMALL_BODY:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 
 import aiohttp
 import pytest
@@ -300,3 +301,21 @@ async def test_readyz_checks_a_real_redis(upstream, gateway_factory, redis_serve
         async with session.get(f"{gateway.url}/-/readyz") as response:
             assert response.status == 503
             assert (await response.json())["checks"]["storage"] == "unreachable"
+
+
+async def test_the_upstream_gets_no_header_the_client_did_not_send(upstream, gateway_factory):
+    """aiohttp adds User-Agent, Accept and Accept-Encoding to requests of its own; relayed,
+    an Accept-Encoding the client never sent would get it an answer it cannot read."""
+    from tests.support.rawhttp import raw_one
+
+    gateway = await gateway_factory(upstream.url)
+    reply = await raw_one(
+        gateway,
+        b"POST /__test/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Length: 2\r\n\r\nhi",
+    )
+    assert reply.status == 200
+    echo = json.loads(reply.body)
+    sent = set(echo["headers"])
+    assert not sent & {"user-agent", "accept", "accept-encoding", "content-type"}, sent
+    assert echo["body"] == "hi"

@@ -30,6 +30,7 @@ from gateway.config.settings import (
     Keycloak,
     Limits,
     Listen,
+    MetricsSettings,
     PolicyReload,
     RegistrySettings,
     Secret,
@@ -76,6 +77,7 @@ def make_settings(
     cimd: Cimd | None = None,
     policy_file: Path | None = None,
     policy_reload: PolicyReload | None = None,
+    metrics: MetricsSettings | None = None,
 ) -> Settings:
     """Settings for a test gateway; registration access tokens are sealed with a fresh key
     unless ``registry_keys=()`` (no key configured)."""
@@ -124,6 +126,7 @@ def make_settings(
             )
         ),
         cimd=cimd or Cimd(),
+        metrics=metrics or MetricsSettings(),
         registry=RegistrySettings(
             key_env="DCR_GATEWAY_REGISTRY_KEY" if keys else None,
             keys=keys,

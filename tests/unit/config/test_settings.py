@@ -179,7 +179,7 @@ def test_unknown_top_key_lists_every_known_key() -> None:
     _, problems = load(MINIMAL + "polcy: x\n")
     assert problems[0].message == (
         "unknown key (known keys: admin, audit, cimd, cors, keycloak, limits, listen, log_level, "
-        "policy_file, policy_reload, public_url, registry, server, storage, tenants, "
+        "metrics, policy_file, policy_reload, public_url, registry, server, storage, tenants, "
         "trusted_proxies, upstream)"
     )
 
