@@ -23,11 +23,11 @@ import signal
 from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from gateway.app import REUSE_PORT
 from gateway.audit.logging import log
 from gateway.config.settings import Settings
+from gateway.http.inflight import IN_FLIGHT, InFlight
 from gateway.state import GATEWAY
 
 #: Signals that stop the process gracefully.
@@ -35,40 +35,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: After the drain, how long aiohttp may take to finish writing answers already returned
 #: before it cancels what is left.
 _CLOSE_GRACE = 1.0
-
-
-class InFlight:
-    """Counts the requests being handled, so that shutdown can wait for them."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.stopping = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.count += 1
-        self._idle.clear()
-        try:
-            response = await handler(request)
-            if self.stopping and not response.prepared:
-                response.force_close()  # no next request on this connection
-            return response
-        finally:
-            self.count -= 1
-            if self.count == 0:
-                self._idle.set()
-
-    async def drained(self, timeout: float) -> bool:
-        """Wait until no request is being handled; ``False`` if ``timeout`` passed first."""
-        self.stopping = True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 def signal_actions(app: web.Application, stop: asyncio.Event) -> dict[int, Callable[[], None]]:
@@ -99,8 +65,7 @@ async def serve(app: web.Application, settings: Settings, *, reuse_port: bool = 
     for sig, action in actions.items():
         loop.add_signal_handler(sig, action)
     app[REUSE_PORT] = reuse_port
-    inflight = InFlight()
-    app.middlewares.insert(0, inflight.middleware)  # outermost: it sees every request
+    inflight = app[IN_FLIGHT] = InFlight()  # counted by the server's handler
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=_CLOSE_GRACE
     )
