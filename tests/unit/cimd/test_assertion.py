@@ -171,3 +171,64 @@ def test_a_real_clock_works() -> None:
     now = time.time()
     token = sign(claims(exp=now + 60))
     assert verify(token, KEYS, client_id=CLIENT, audiences={AUD}, now=now).jti == "j1"
+
+
+# --------------------------------------------------------------------------- hostile headers
+
+
+def _forged(header: dict[str, Any], body: dict[str, Any], key: Any, alg: str) -> str:
+    """A JWS whose protected header is exactly ``header`` (joserfc signs it as given)."""
+    from joserfc import jws
+
+    payload = json.dumps(body).encode()
+    return jws.serialize_compact({"alg": alg, **header}, payload, key, algorithms=[alg])
+
+
+def test_a_key_embedded_in_the_header_is_not_trusted() -> None:
+    """``jwk`` (RFC 7515 §4.1.3): the attacker's own key, with a kid the set has."""
+    attacker = ECKey.generate_key("P-256", parameters={"kid": "ec"})
+    header = {"kid": "ec", "jwk": attacker.as_dict(private=False)}
+    with pytest.raises(AssertionRefused):
+        check(_forged(header, claims(), attacker, "ES256"))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"kid": "ec", "jku": "https://attacker.example/jwks.json"},
+        {"kid": "ec", "x5u": "https://attacker.example/cert.pem"},
+    ],
+    ids=["jku", "x5u"],
+)
+def test_key_urls_in_the_header_are_not_followed(header: dict[str, Any]) -> None:
+    """Signed by a stranger: only the document's own keys verify, wherever the header
+    points."""
+    attacker = ECKey.generate_key("P-256", parameters={"kid": "ec"})
+    with pytest.raises(AssertionRefused):
+        check(_forged(header, claims(), attacker, "ES256"))
+
+
+def test_an_alg_that_does_not_fit_the_key_is_refused() -> None:
+    """``RS256`` in the header over the set's EC key of that kid (algorithm confusion)."""
+    forged = _forged({"kid": "ec"}, claims(), RSA, "RS256")
+    with pytest.raises(AssertionRefused):
+        check(forged)
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [[1, 2], [None], {"aud": AUD}, AUD + "/", AUD.upper(), " " + AUD],
+    ids=["numbers", "null", "an object", "trailing slash", "upper case", "space"],
+)
+def test_aud_is_compared_exactly(aud: Any) -> None:
+    with pytest.raises(AssertionRefused, match="aud"):
+        check(sign(claims(aud=aud)))
+
+
+@pytest.mark.parametrize("exp", [1e308, float(NOW + 60) + 0.5], ids=["huge", "fractional"])
+def test_numeric_exp_edge_cases(exp: float) -> None:
+    if exp > NOW + MAX_LIFETIME:
+        with pytest.raises(AssertionRefused, match="ahead"):
+            check(sign(claims(exp=exp)))
+    else:
+        assert check(sign(claims(exp=exp))).expires_at == exp + LEEWAY
