@@ -47,11 +47,16 @@ class Policies:
 
     @property
     def revision(self) -> str:
-        """SHA-256 (hex) over every policy's role and revision (each the hash of its bytes
-        and the managed list's): equal wherever the same files are loaded, whatever their
-        paths, so replicas can be compared by it."""
+        """The deployment's policy revision: with one policy, its own (the
+        ``policy_revision`` every decision's audit event carries); with several (tenants,
+        token policies), SHA-256 (hex) over every policy's role and revision.  Either way
+        equal wherever the same files are loaded, whatever their paths, so replicas can be
+        compared by it."""
+        roles = list(self.roles())
+        if len(roles) == 1:
+            return roles[0][1].revision
         digest = hashlib.sha256()
-        for role, policy in self.roles():
+        for role, policy in roles:
             digest.update(f"{role}\t{policy.revision}\n".encode())
         return digest.hexdigest()
 
