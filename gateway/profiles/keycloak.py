@@ -43,12 +43,16 @@ _DISCOVERY = frozenset({"openid-configuration", "oauth-authorization-server"})
 #: Keycloak also fills with the realm's ``registration_endpoint``.
 _REALM_DISCOVERY = _DISCOVERY | {"uma2-configuration"}
 _REGISTRATIONS = "clients-registrations"
-#: Where a realm's clients are used: authorization, token, pushed authorization, device.
+#: Where a realm's clients are used: authorization, token, pushed authorization, device,
+#: revocation (RFC 7009) and introspection (RFC 7662), as the generic profile takes them
+#: from discovery; a metadata-document client authenticates at each of them.
 _USE = {
     ("protocol", "openid-connect", "auth"): Kind.AUTHORIZE,
     ("protocol", "openid-connect", "token"): Kind.TOKEN,
     ("protocol", "openid-connect", "ext", "par", "request"): Kind.TOKEN,
     ("protocol", "openid-connect", "auth", "device"): Kind.TOKEN,
+    ("protocol", "openid-connect", "revoke"): Kind.TOKEN,
+    ("protocol", "openid-connect", "token", "introspect"): Kind.TOKEN,
 }
 
 

@@ -263,6 +263,14 @@ class KeycloakStandIn:
             response.raise_for_status()
             return int((await response.json())["count"])
 
+    def requests(self, realm: str) -> list[dict[str, Any]]:
+        """What reached the realm's endpoints where clients are used, in order (needs test
+        endpoints): ``route``, ``method``, ``status``, ``client_id`` (the parameter),
+        ``auth_scheme``, ``basic_user`` (HTTP Basic's user, decoded) and
+        ``client_assertion`` (whether one was sent)."""
+        query = urllib.parse.urlencode({"realm": realm})
+        return list(self._get_json("/__test/requests?" + query)["requests"])
+
     def sibling_calls(self) -> dict[str, int]:
         """Requests answered by the sibling providers so far, by ``"<realm>/<provider>"``."""
         calls = self._get_json("/__test/siblings")["calls"]

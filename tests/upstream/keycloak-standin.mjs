@@ -43,6 +43,11 @@
 // Test endpoints:
 //   GET /__test/clients?realm=R   {"count": N, "client_ids": [...]} of realm R's store
 //   GET /__test/siblings          {"calls": {"<realm>/<provider>": n, ...}, "total": n}
+//   GET /__test/requests?realm=R  {"requests": [...]}: what reached realm R's endpoints where
+//        clients are used (authorization, token, PAR, device, revocation, introspection), in
+//        order: {route, method, status, client_id, auth_scheme, basic_user, client_assertion}.
+//        `client_id` is the request's parameter (query or form); `basic_user` the HTTP Basic
+//        user, form-decoded (RFC 6749 section 2.3.1); never a password or an assertion.
 //   /__test/echo, /large, /slow, /cookies, /redirect   as in server.mjs
 //
 // Prints exactly one line `READY <url>` (the address it listens on) to stdout once it serves.
@@ -135,6 +140,52 @@ const REALM_DOCUMENTS = new Set([...DISCOVERY_DOCUMENTS, 'uma2-configuration']);
 
 const siblingCalls = new Map(); // `${realm}/${provider}` -> count
 
+// The provider's route names of the endpoints where a client is used.
+const USE_ROUTES = new Set([
+  'authorization', 'token', 'pushed_authorization_request', 'device_authorization',
+  'revocation', 'introspection',
+]);
+
+function basicUser(header) {
+  const [scheme, value] = String(header ?? '').split(' ', 2);
+  if (scheme?.toLowerCase() !== 'basic' || !value) {
+    return null;
+  }
+  const decoded = Buffer.from(value, 'base64').toString('utf8');
+  const user = decoded.includes(':') ? decoded.slice(0, decoded.indexOf(':')) : decoded;
+  try {
+    return decodeURIComponent(user.replace(/\+/g, ' '));
+  } catch {
+    return user;
+  }
+}
+
+// Test endpoints only: remember what reached a realm's client endpoints, so tests can see
+// the request as the upstream got it (the client_id after the gateway rewrote it, how the
+// client authenticated). The body is the one the provider parsed itself.
+function recordUse(requests) {
+  return async function recordClientUse(ctx, next) {
+    try {
+      await next();
+    } finally {
+      const route = ctx.oidc?.route;
+      if (USE_ROUTES.has(route)) {
+        const body = ctx.oidc?.body ?? {};
+        const header = ctx.get('authorization');
+        requests.push({
+          route,
+          method: ctx.method,
+          status: ctx.status,
+          client_id: ctx.query.client_id ?? body.client_id ?? null,
+          auth_scheme: header ? header.split(' ', 1)[0] : null,
+          basic_user: basicUser(header),
+          client_assertion: typeof body.client_assertion === 'string',
+        });
+      }
+    }
+  };
+}
+
 // A signing key of the realm's own: node-oidc-provider's quick-start key is the same in every
 // provider, so one realm's tokens would verify with another's JWKS. Keycloak realms never
 // share keys.
@@ -184,8 +235,12 @@ function createRealm(name, issuerBase) {
     console.error(`oidc-provider server_error in realm ${name}`, err);
   });
   provider.use(rotateOnRead(provider));
+  const requests = [];
+  if (TEST_ENDPOINTS) {
+    provider.use(recordUse(requests));
+  }
   return {
-    name, mountPath, provider, clientIds, callback: provider.callback(),
+    name, mountPath, provider, clientIds, requests, callback: provider.callback(),
   };
 }
 
@@ -238,6 +293,15 @@ async function handleStandinTest(realms, req, res, url) {
     }
     const ids = realm.clientIds();
     sendJson(res, 200, { count: ids.length, client_ids: ids });
+    return;
+  }
+  if (url.pathname === '/__test/requests' && req.method === 'GET') {
+    const realm = realms.get(url.searchParams.get('realm') ?? '');
+    if (realm === undefined) {
+      sendJson(res, 404, { error: 'Realm does not exist', realm: url.searchParams.get('realm') });
+      return;
+    }
+    sendJson(res, 200, { requests: realm.requests });
     return;
   }
   if (url.pathname === '/__test/siblings' && req.method === 'GET') {

@@ -128,6 +128,8 @@ def test_everything_else_passes_through(path: str) -> None:
         ("/realms/acme/protocol/openid-connect/token", Kind.TOKEN),
         ("/realms/acme/protocol/openid-connect/ext/par/request", Kind.TOKEN),
         ("/realms/acme/protocol/openid-connect/auth/device", Kind.TOKEN),
+        ("/realms/acme/protocol/openid-connect/revoke", Kind.TOKEN),
+        ("/realms/acme/protocol/openid-connect/token/introspect", Kind.TOKEN),
         # Spelled as Keycloak's router would still route them.
         ("/realms/acme/protocol/OpenID-Connect/TOKEN/", Kind.TOKEN),
         ("//realms/acme/protocol/openid-connect/%61uth", Kind.AUTHORIZE),
