@@ -375,12 +375,12 @@ def rewrite(
         rel = URL.build(path=rel.raw_path, query_string=query, encoded=True)
     if body:
         try:
-            text = body.decode("ascii")
+            text = body.decode("utf-8")  # as the client ids were read (registry.use)
         except UnicodeDecodeError:
             return rel, body
         replaced = _replace_parameter(text, url, client_id)
         if replaced is not None:
-            body = replaced.encode("ascii")
+            body = replaced.encode("utf-8")
     return rel, body
 
 

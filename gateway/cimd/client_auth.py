@@ -21,7 +21,7 @@ import base64
 import hashlib
 import time
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote_plus
+from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 from aiohttp import web
 from joserfc.jwk import KeySet
@@ -43,6 +43,7 @@ from gateway.storage import StorageError
 MAX_JWKS_BYTES = 32768
 #: Parameters that authenticate the client, removed before the request goes upstream.
 ASSERTION_PARAMETERS = ("client_assertion", "client_assertion_type")
+_ASSERTION_NAMES = frozenset(name.encode("ascii") for name in ASSERTION_PARAMETERS)
 
 
 async def authenticate(
@@ -136,19 +137,16 @@ def upstream_authorization(client_id: str, secret: str) -> str:
 
 def without_assertion(body: bytes | None) -> bytes | None:
     """``body`` (``application/x-www-form-urlencoded``) without the client assertion;
-    every other byte as it came."""
+    every other byte as it came.  Works on the bytes, whatever their encoding, so that no
+    body the assertion was read from (:func:`_form`) keeps it."""
     if not body:
         return body
-    try:
-        text = body.decode("ascii")
-    except UnicodeDecodeError:
-        return body
     kept = []
-    for part in text.split("&"):
-        name = unquote_plus(part.partition("=")[0])
-        if name not in ASSERTION_PARAMETERS:
+    for part in body.split(b"&"):
+        name = unquote_to_bytes(part.partition(b"=")[0].replace(b"+", b" "))
+        if name not in _ASSERTION_NAMES:
             kept.append(part)
-    return "&".join(kept).encode("ascii")
+    return b"&".join(kept)
 
 
 def check_keys(document: dict[str, Any]) -> None:

@@ -154,7 +154,6 @@ async def register(
             raise rules.CIMD_BRIDGE_FAILED.refuse(
                 f"the authorization server answered {status} to the bridged registration"
             )
-        sealed = _sealed_secret(gateway, answer, method)
         created = True
         record.status = status
         await gateway.clients.put(target.tenant, record.client_id, answer)
@@ -169,6 +168,9 @@ async def register(
             token_name=None,
             source=Source.CIMD,
         )
+        # After recording: a client the upstream made without a usable secret is still
+        # counted against quotas and known to cleanup, which deletes it.
+        sealed = _sealed_secret(gateway, answer, method)
         return Mapping(record.client_id, digest, time.time(), method, sealed)
     except OAuthError as error:
         record.note_error(error)

@@ -176,6 +176,9 @@ class Metrics:
             self.registry_clients.labels(status)
         #: When the registry sizes were last read (Unix time; 0: never).
         self.registry_read_at = 0.0
+        #: When a scrape last tried to read the registry, and whether one is reading now.
+        self.registry_tried_at = 0.0
+        self.registry_reading = False
         self.registry_refreshed = Gauge(
             PREFIX + "registry_clients_refreshed_timestamp_seconds",
             "When dcr_gateway_registry_clients was last read from storage (Unix time)",

@@ -52,12 +52,17 @@ async def refresh_registry(gateway: Gateway, *, now: float | None = None) -> Non
     storage that fails keeps the last reading (and counts as a storage error)."""
     metrics = gateway.metrics
     now = time.time() if now is None else now
-    last = metrics.registry_read_at
-    if last and now - last < gateway.settings.registry.job_interval:
-        return
+    interval = gateway.settings.registry.job_interval
+    last = max(metrics.registry_read_at, metrics.registry_tried_at)
+    if (last and now - last < interval) or metrics.registry_reading:
+        return  # scrapes, however many, never make a struggling storage scan more often
+    metrics.registry_tried_at = now
+    metrics.registry_reading = True
     try:
         async with asyncio.timeout(READ_TIMEOUT):
             entries = await gateway.registry.entries()
     except (StorageError, TimeoutError):
         return
+    finally:
+        metrics.registry_reading = False
     metrics.registry_counts(status_counts(entries), now)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.audit.logging import log
+
 
 @dataclass(slots=True)
 class PolicyStatus:
@@ -57,5 +59,10 @@ class PolicyStatus:
         }
 
     def _tell(self, ok: bool) -> None:
+        """Every listener, each on its own: one that fails (metrics) must not undo a reload
+        that already swapped the policies in, nor keep the others from hearing of it."""
         for listener in list(self.listeners):
-            listener(ok)
+            try:
+                listener(ok)
+            except Exception:
+                log().exception("policy_reload_listener_failed")

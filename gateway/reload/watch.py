@@ -33,6 +33,10 @@ def _on_hangup(loop: asyncio.AbstractEventLoop) -> None:
         callback()
 
 
+def _ignore_hangup() -> None:
+    log().info("sighup_ignored", reason="shutting down")
+
+
 def listen_for_hangup(callback: Callable[[], None]) -> Callable[[], None]:
     """Call ``callback`` on SIGHUP; returns what stops it.  Where signals cannot be
     handled (not Unix, not the main thread) it does nothing, and says so in the log."""
@@ -55,8 +59,10 @@ def listen_for_hangup(callback: Callable[[], None]) -> Callable[[], None]:
             callbacks.remove(callback)
         if not callbacks and _HANGUP.get(loop) is callbacks:
             del _HANGUP[loop]
+            # Ignored from now on, not its default action (exit): the rest of a graceful
+            # shutdown (storage, the audit sink) may still be running.
             with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signal.SIGHUP)
+                loop.add_signal_handler(signal.SIGHUP, _ignore_hangup)
 
     return stop
 
@@ -73,7 +79,10 @@ async def watch(gateway: Gateway, interval: float) -> None:
             continue
         before = dict(seen)
         log().info("policy_files_changed", files=[p for p, s in now if before.get(p, 0) != s])
-        await reloader.reload(gateway, "watch")
+        try:
+            await reloader.reload(gateway, "watch")
+        except Exception:  # the watcher must outlive one bad reload
+            log().exception("policy_watch_failed")
         # A successful reload may read other files (a token's policy file was added).
         seen = now if reloader.status.files == files else stamp(reloader.status.files)
 

@@ -254,3 +254,11 @@ def test_every_fetch_failure_is_a_member_of_the_cimd_fetch_family() -> None:
         error = rules.CIMD_FETCH.refuse_as(rule_id, "why")
         assert (error.rule, error.status, error.error) == (rule_id, 401, "invalid_client")
     assert rules.CIMD_FETCH.id == "cimd.fetch.<kind>"
+
+
+def test_a_body_with_raw_utf8_is_rewritten_too() -> None:
+    """Client ids are read from a UTF-8 body (registry.use); so they are rewritten in one."""
+    body = f"state=é&client_id={ENCODED}".encode()
+    request = make_mocked_request("POST", "/token")
+    _, rewritten = rewrite(request, body, URL, BRIDGED)
+    assert rewritten == f"state=é&client_id={BRIDGED}".encode()

@@ -82,3 +82,11 @@ def test_documents_whose_keys_cannot_work_are_refused(document: dict, words: str
 )
 def test_usable_keys_pass(document: dict) -> None:
     assert check_keys(document) is None  # raises when refused
+
+
+def test_raw_non_ascii_bytes_do_not_keep_the_assertion() -> None:
+    """The assertion is found in a UTF-8 body however its other values are spelled, so it
+    is removed from it too (not passed upstream beside the gateway's credentials)."""
+    body = "state=é&client_assertion=e.y.j&client_assertion_type=t".encode()
+    assert without_assertion(body) == "state=é".encode()
+    assert without_assertion(b"a=\xff&client_assertion=x") == b"a=\xff"

@@ -57,3 +57,40 @@ async def test_a_failing_storage_keeps_the_last_reading() -> None:
     assert registry.reads == 2
     assert counts(gw.metrics)["rejected"] == 1
     assert gw.metrics.registry_read_at == 1.0
+
+
+async def test_a_failing_storage_is_not_scanned_on_every_scrape() -> None:
+    """A failed read counts as a try: scrapes within the interval do not scan a
+    struggling storage again."""
+    registry = Registry([Status.ACTIVE])
+    registry.fail = True
+    gw = gateway(registry)
+    await refresh_registry(gw, now=1000.0)
+    await refresh_registry(gw, now=1001.0)
+    await refresh_registry(gw, now=1059.0)
+    assert registry.reads == 1
+    registry.fail = False
+    await refresh_registry(gw, now=1060.0)
+    assert registry.reads == 2 and counts(gw.metrics)["active"] == 1
+
+
+async def test_concurrent_scrapes_read_once() -> None:
+    import asyncio
+
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    class Slow(Registry):
+        async def entries(self) -> list[SimpleNamespace]:
+            started.set()
+            await release.wait()
+            return await super().entries()
+
+    registry = Slow([Status.PENDING])
+    gw = gateway(registry, interval=0.0)
+    first = asyncio.ensure_future(refresh_registry(gw, now=5.0))
+    await started.wait()
+    await refresh_registry(gw, now=5.0)  # another scrape meanwhile: served the last reading
+    release.set()
+    await first
+    assert registry.reads == 1 and counts(gw.metrics)["pending"] == 1

@@ -143,6 +143,22 @@ def test_a_successful_reload_swaps_and_audits(files: dict[str, Path]) -> None:
     assert seen == [True]
 
 
+def test_a_failing_listener_does_not_undo_or_hide_a_reload(files: dict[str, Path]) -> None:
+    """The policies are already swapped when listeners (metrics) hear of it: one that
+    raises is logged, the others still hear, and the reload still reports and audits."""
+    reloader, gateway = setup(files)
+    seen: list[bool] = []
+
+    def broken(ok: bool) -> None:
+        raise RuntimeError("metrics down")
+
+    reloader.status.listeners.extend([broken, seen.append])
+    write(files["customers"], {"version": 1, "mode": "disabled"})
+    outcome = reload(reloader, gateway)
+    assert outcome.ok and seen == [True]
+    assert [event for event, _ in gateway.audit.events] == [LOADED_EVENT]
+
+
 def test_unchanged_files_keep_the_same_objects(files: dict[str, Path]) -> None:
     reloader, gateway = setup(files)
     old = gateway.policies
