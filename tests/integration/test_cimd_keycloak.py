@@ -18,7 +18,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -30,7 +30,7 @@ from gateway.cimd.bridge import Mapping, mapping_key
 from gateway.config.settings import Cimd
 from gateway.policy.loader import policy_from_mapping
 from gateway.registry.entry import Source
-from tests.support import cimd_gateway
+from tests.support import cimd_gateway, keycloak
 from tests.support.cimd_gateway import (
     CALLBACK,
     Page,
@@ -80,19 +80,8 @@ REALMS = ("acme", "Customers")
 StartGateway = Callable[..., Awaitable[RunningGateway]]
 
 
-@pytest.fixture(scope="module")
-def gateway_port() -> int:
-    """One port for every gateway of the module: the stand-in's issuers name it."""
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def standin(gateway_port: int) -> Iterator[KeycloakStandIn]:
-    server = KeycloakStandIn().start(issuer_base=f"http://127.0.0.1:{gateway_port}")
-    try:
-        yield server
-    finally:
-        server.stop()
+gateway_port = keycloak.gateway_port
+standin = keycloak.standin
 
 
 @pytest.fixture

@@ -9,13 +9,14 @@ only). The stand-in is shared by the module: counts are compared before and afte
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
 from gateway.policy.loader import policy_from_mapping
+from tests.support import keycloak
 from tests.support.gateway import RunningGateway
 from tests.support.keycloak import REGISTRATION_PATH, KeycloakStandIn, realm_session
 from tests.support.keycloak_gateway import (
@@ -28,7 +29,6 @@ from tests.support.keycloak_gateway import (
 )
 from tests.support.oauth_flow import authorization_code_flow, register_client
 from tests.support.rawhttp import raw_request
-from tests.support.upstream import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -70,19 +70,8 @@ def client_metadata(redirect_uri: str, name: str = "Realm App") -> dict[str, Any
 StartGateway = Callable[..., Awaitable[RunningGateway]]
 
 
-@pytest.fixture(scope="module")
-def gateway_port() -> int:
-    """One port for every gateway of the module: the stand-in's issuers name it."""
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def standin(gateway_port: int) -> Iterator[KeycloakStandIn]:
-    server = KeycloakStandIn().start(issuer_base=f"http://127.0.0.1:{gateway_port}")
-    try:
-        yield server
-    finally:
-        server.stop()
+gateway_port = keycloak.gateway_port
+standin = keycloak.standin
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ gateway can still delete the client when its pending time is up."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -16,10 +15,10 @@ import pytest
 from gateway.registry.entry import Status
 from gateway.registry.jobs import run_once
 from gateway.state import GATEWAY
+from tests.support import keycloak
 from tests.support.gateway import RunningGateway
 from tests.support.keycloak import KeycloakStandIn
 from tests.support.keycloak_gateway import KeycloakRoute
-from tests.support.upstream import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -47,18 +46,8 @@ METADATA = {
 }
 
 
-@pytest.fixture(scope="module")
-def gateway_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def standin(gateway_port: int) -> Iterator[KeycloakStandIn]:
-    server = KeycloakStandIn().start(issuer_base=f"http://127.0.0.1:{gateway_port}")
-    try:
-        yield server
-    finally:
-        server.stop()
+gateway_port = keycloak.gateway_port
+standin = keycloak.standin
 
 
 async def start(gateway_factory: Any, standin: KeycloakStandIn, port: int) -> RunningGateway:

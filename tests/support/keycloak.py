@@ -21,13 +21,14 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self, cast
 
 import aiohttp
+import pytest
 from yarl import URL
 
 from tests.support.oauth_flow import DISCOVERY_PATH
@@ -37,6 +38,7 @@ from tests.support.upstream import (
     UPSTREAM_DIR,
     UpstreamError,
     ensure_node_modules,
+    free_port,
 )
 
 STANDIN_SCRIPT = UPSTREAM_DIR / "keycloak-standin.mjs"
@@ -332,3 +334,24 @@ async def realm_session(
             yield cast(aiohttp.ClientSession, _RealmDiscoverySession(own, base.origin(), target))
         return
     yield cast(aiohttp.ClientSession, _RealmDiscoverySession(session, base.origin(), target))
+
+
+# --------------------------------------------------------------------------- fixtures
+# Module-scoped: every gateway of a test module shares one port, which the stand-in's
+# issuers name.  A test module takes them with ``gateway_port = keycloak.gateway_port``
+# and ``standin = keycloak.standin``.
+
+
+@pytest.fixture(scope="module")
+def gateway_port() -> int:
+    """One port for every gateway of the module: the stand-in's issuers name it."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def standin(gateway_port: int) -> Iterator[KeycloakStandIn]:
+    server = KeycloakStandIn().start(issuer_base=f"http://127.0.0.1:{gateway_port}")
+    try:
+        yield server
+    finally:
+        server.stop()
