@@ -23,6 +23,7 @@ from gateway.registry.sealing import Sealer
 from gateway.registry.store import count_key
 from tests.support import lifecycle
 from tests.support.controls import assert_refused, bearer, call, register, sha256
+from tests.support.gateway import RunningGateway
 from tests.support.lifecycle import (
     ADMIN_TOKEN,
     APP_CB,
@@ -349,13 +350,11 @@ async def test_the_replica_that_cleaned_up_a_client_refuses_it_at_once(
 # --------------------------------------------------------------------------- quotas
 
 
-async def test_evict_idle_keeps_a_re_registering_vendor_at_its_quota(
-    upstream, gateway_factory, session, storage
-):
-    """``max_clients_per_vendor: 3`` with ``evict_idle``: six registrations of Claude Code
-    leave three live clients; each of the three stale ones was deleted upstream, the
-    stalest first, audited ``evicted``.  A seventh, when all three are fresh, is refused;
-    another vendor has its own quota."""
+async def at_quota_with_stale_clients(
+    upstream, gateway_factory, session, storage, tag: str
+) -> tuple[RunningGateway, list[str]]:
+    """A gateway whose Claude Code quota (3, ``evict_idle`` after 60 s) is full of three
+    stale clients, stalest first (``<tag>0``)."""
     gateway = await gateway_factory(
         upstream.url,
         policy=policy(
@@ -370,9 +369,23 @@ async def test_evict_idle_keeps_a_re_registering_vendor_at_its_quota(
     registry = core(gateway).registry
     stale = []
     for index in range(3):
-        client_id = (await registered(session, gateway, claude_code(f"s{index}")))["client_id"]
-        await registry.touch(None, client_id, time.time() - 3600 + index)  # s0 the stalest
+        client_id = (await registered(session, gateway, claude_code(f"{tag}{index}")))["client_id"]
+        await registry.touch(None, client_id, time.time() - 3600 + index)
         stale.append(client_id)
+    return gateway, stale
+
+
+async def test_evict_idle_keeps_a_re_registering_vendor_at_its_quota(
+    upstream, gateway_factory, session, storage
+):
+    """``max_clients_per_vendor: 3`` with ``evict_idle``: six registrations of Claude Code
+    leave three live clients; each of the three stale ones was deleted upstream, the
+    stalest first, audited ``evicted``.  A seventh, when all three are fresh, is refused;
+    another vendor has its own quota."""
+    gateway, stale = await at_quota_with_stale_clients(
+        upstream, gateway_factory, session, storage, "s"
+    )
+    registry = core(gateway).registry
 
     fresh = []
     for index in range(3, 6):
@@ -408,23 +421,10 @@ async def test_concurrent_registrations_at_the_quota_each_evict_their_own_victim
     """Two Claude Code registrations at once, the vendor at its quota of three stale
     clients: both succeed, each evicting a different stale client (one busy with the other
     request's eviction is passed over, not retried until the request gives up)."""
-    gateway = await gateway_factory(
-        upstream.url,
-        policy=policy(
-            quotas={
-                "max_clients_per_vendor": 3,
-                "on_full": "evict_idle",
-                "evict_idle_after": "60s",
-            }
-        ),
-        storage=storage,
+    gateway, stale = await at_quota_with_stale_clients(
+        upstream, gateway_factory, session, storage, "c"
     )
     registry = core(gateway).registry
-    stale = []
-    for index in range(3):
-        client_id = (await registered(session, gateway, claude_code(f"c{index}")))["client_id"]
-        await registry.touch(None, client_id, time.time() - 3600 + index)
-        stale.append(client_id)
 
     answers = await asyncio.gather(
         register(session, gateway, claude_code("n1")), register(session, gateway, claude_code("n2"))
