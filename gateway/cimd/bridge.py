@@ -51,12 +51,11 @@ from gateway.cimd.client_auth import (
 )
 from gateway.cimd.fetch import Fetched, FetchError
 from gateway.cimd.judge import judge_document, url_refusal
-from gateway.cimd.provision import Mapping, register, update
+from gateway.cimd.provision import Judged, Mapping, register, update
 from gateway.http.exchange import Exchange
 from gateway.http.pages import wants_json
 from gateway.http.routes import Kind, Target
-from gateway.policy.decision import Decision, RequestContext
-from gateway.policy.model import Policy
+from gateway.policy.decision import RequestContext
 from gateway.registration.register import report_or_refuse
 from gateway.registry.entry import Status
 from gateway.state import Gateway
@@ -178,6 +177,7 @@ async def _decide(
     if target.kind is Kind.TOKEN:
         await authenticate(request, gateway, target, url, fetched.document, body, method)
     digest = document_digest(fetched.document)
+    judged = Judged(request, gateway, target, policy, url, decision, digest)
     storage = gateway.storage
     key = mapping_key(target.tenant, url)
     try:
@@ -192,9 +192,7 @@ async def _decide(
                 "authorization endpoint"
             )
         if mapping is None or target.kind is Kind.AUTHORIZE:
-            mapping = await _bridge(
-                request, gateway, target, policy, url, decision, digest, mapping
-            )
+            mapping = await _bridge(judged, mapping)
     record.extra["bridged_client_id"] = mapping.client_id
     status = await _status(gateway, target.tenant, mapping.client_id)
     if status is Status.PENDING:
@@ -205,7 +203,7 @@ async def _decide(
         # Deleted by cleanup: bridge anew on the next authorization request.
         await _forget_mapping(gateway, key)
         if target.kind is Kind.AUTHORIZE:
-            mapping = await _bridge(request, gateway, target, policy, url, decision, digest, None)
+            mapping = await _bridge(judged, None)
             record.extra["bridged_client_id"] = mapping.client_id
         else:
             raise rules.CLIENT_DELETED.refuse("the client is no longer registered")
@@ -315,20 +313,12 @@ async def _forget_mapping(gateway: Gateway, key: str) -> None:
         raise rules.storage_unavailable() from None
 
 
-async def _bridge(
-    request: web.Request,
-    gateway: Gateway,
-    target: Target,
-    policy: Policy,
-    url: str,
-    decision: Decision,
-    digest: str,
-    previous: Mapping | None,
-) -> Mapping:
-    """Register (or, the document having changed, update) the upstream client for ``url``,
-    once across replicas: a claim in storage; the others wait for its mapping."""
+async def _bridge(judged: Judged, previous: Mapping | None) -> Mapping:
+    """Register (or, the document having changed, update) the upstream client for the
+    document, once across replicas: a claim in storage; the others wait for its mapping."""
+    gateway, digest = judged.gateway, judged.digest
     storage = gateway.storage
-    key = mapping_key(target.tenant, url)
+    key = mapping_key(judged.target.tenant, judged.url)
     claim = f"{key}:claim"
     try:
         if not await storage.set_new(claim, b"1", CLAIM_TTL):
@@ -339,13 +329,9 @@ async def _bridge(
                 return current
             mapping = None
             if previous is not None:
-                mapping = await update(
-                    request, gateway, target, policy, url, decision, digest, previous
-                )
+                mapping = await update(judged, previous)
             if mapping is None:
-                mapping = await register(
-                    request, gateway, target, policy, url, decision, digest, previous
-                )
+                mapping = await register(judged, previous)
             await storage.set(key, mapping.to_bytes())
             return mapping
         finally:

@@ -109,26 +109,36 @@ def bridged_metadata(judged: dict[str, Any]) -> dict[str, Any]:
     return metadata
 
 
-async def register(
-    request: web.Request,
-    gateway: Gateway,
-    target: Target,
-    policy: Policy,
-    url: str,
-    decision: Decision,
-    digest: str,
-    previous: Mapping | None,
-) -> Mapping:
-    """One guarded registration upstream for the document, audited as a registration,
-    under ``policy``: the one that judged the document (a reload meanwhile changes
-    nothing here)."""
-    record = _record(request, gateway, target, REGISTRATION_EVENT, "POST", _path(gateway, target))
-    record.note_policy(policy)
-    metadata = bridged_metadata(decision.metadata)
-    method = str(decision.metadata.get("token_endpoint_auth_method") or "none")
-    record.note_request(metadata)
-    record.note_decision(decision)
-    record.extra.update(source="cimd", client_id_url=url)
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A document judged for one request: everything bridging it needs.  ``policy`` is
+    the one that judged it (a reload meanwhile changes nothing here)."""
+
+    request: web.Request
+    gateway: Gateway
+    target: Target
+    policy: Policy
+    url: str
+    decision: Decision
+    #: :func:`gateway.cimd.bridge.document_digest` of the judged document.
+    digest: str
+
+    @property
+    def auth_method(self) -> str:
+        """The document's ``token_endpoint_auth_method`` (``none`` when it names none)."""
+        return str(self.decision.metadata.get("token_endpoint_auth_method") or "none")
+
+
+async def register(judged: Judged, previous: Mapping | None) -> Mapping:
+    """One guarded registration upstream for the document, audited as a registration."""
+    gateway, target, policy, decision = (
+        judged.gateway,
+        judged.target,
+        judged.policy,
+        judged.decision,
+    )
+    record, metadata = _record(judged, REGISTRATION_EVENT, "POST", _path(gateway, target))
+    method = judged.auth_method
     if previous is not None:
         record.extra["replaces"] = previous.client_id
     started = time.perf_counter()
@@ -171,7 +181,7 @@ async def register(
         # After recording: a client the upstream made without a usable secret is still
         # counted against quotas and known to cleanup, which deletes it.
         sealed = _sealed_secret(gateway, answer, method)
-        return Mapping(record.client_id, digest, time.time(), method, sealed)
+        return Mapping(record.client_id, judged.digest, time.time(), method, sealed)
     except OAuthError as error:
         record.note_error(error)
         raise
@@ -186,19 +196,11 @@ async def register(
         gateway.audit.write(record)
 
 
-async def update(
-    request: web.Request,
-    gateway: Gateway,
-    target: Target,
-    policy: Policy,
-    url: str,
-    decision: Decision,
-    digest: str,
-    previous: Mapping,
-) -> Mapping | None:
+async def update(judged: Judged, previous: Mapping) -> Mapping | None:
     """The previous client updated to the changed document (RFC 7592 §2.2), or ``None``
     when it cannot be (the caller registers a new one).  Audited when attempted."""
-    method = str(decision.metadata.get("token_endpoint_auth_method") or "none")
+    gateway, target = judged.gateway, judged.target
+    method = judged.auth_method
     if method != previous.auth_method:
         return None  # public <-> confidential: a different kind of client
     try:
@@ -211,15 +213,8 @@ async def update(
     secret = gateway.sealer.unseal(previous.sealed_secret)
     if previous.sealed_secret is not None and secret is None:
         return None
-    record = _record(
-        request, gateway, target, MANAGEMENT_EVENTS["PUT"], "PUT", entry.management_path
-    )
-    record.note_policy(policy)
-    metadata = bridged_metadata(decision.metadata)
-    record.note_request(metadata)
-    record.note_decision(decision)
+    record, metadata = _record(judged, MANAGEMENT_EVENTS["PUT"], "PUT", entry.management_path)
     record.client_id = previous.client_id
-    record.extra.update(source="cimd", client_id_url=url)
     started = time.perf_counter()
     try:
         before = await gateway.clients.get(target.tenant, previous.client_id)
@@ -239,7 +234,7 @@ async def update(
         sealed = _sealed_secret(gateway, answer, method) or previous.sealed_secret
         await gateway.clients.put(target.tenant, previous.client_id, answer)
         await note_management(gateway, target.tenant, previous.client_id, answer)
-        return Mapping(previous.client_id, digest, previous.registered_at, method, sealed)
+        return Mapping(previous.client_id, judged.digest, previous.registered_at, method, sealed)
     except OAuthError as error:
         record.note_error(error)
         record.extra["fallback"] = "register"
@@ -264,18 +259,26 @@ def _sealed_secret(gateway: Gateway, answer: dict[str, Any], method: str) -> str
 
 
 def _record(
-    request: web.Request, gateway: Gateway, target: Target, event: str, method: str, path: str
-) -> AuditRecord:
-    caller = gateway.identify(request)
-    return AuditRecord(
+    judged: Judged, event: str, method: str, path: str
+) -> tuple[AuditRecord, dict[str, Any]]:
+    """The audit record of one upstream call for the document, filled with what was
+    judged, and the metadata the upstream client gets (:func:`bridged_metadata`)."""
+    caller = judged.gateway.identify(judged.request)
+    record = AuditRecord(
         event=event,
         request_id=caller.request_id,
         client_ip=caller.client_ip,
-        user_agent=request.headers.get("User-Agent"),
+        user_agent=judged.request.headers.get("User-Agent"),
         method=method,
         path=path,
-        tenant=target.tenant,
+        tenant=judged.target.tenant,
     )
+    record.note_policy(judged.policy)
+    metadata = bridged_metadata(judged.decision.metadata)
+    record.note_request(metadata)
+    record.note_decision(judged.decision)
+    record.extra.update(source="cimd", client_id_url=judged.url)
+    return record, metadata
 
 
 async def _send(
