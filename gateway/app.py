@@ -293,9 +293,6 @@ def create_app(
 ) -> web.Application:
     """Build the gateway application; nothing touches the network until it starts."""
     app = web.Application()
-    # Requests aiohttp's parser refuses never reach a handler; errors its router raises
-    # are answered as JSON there too.
-    serve_with_gateway_protocol(app)
     policies = policies if isinstance(policies, Policies) else Policies(policies)
     metrics = Metrics(tenants=(realm for realm, _ in settings.tenants), policies=policies)
     storage = open_storage(settings.storage, on_error=metrics.storage_failed)
@@ -354,5 +351,7 @@ def create_app(
     else:
         app.cleanup_ctx.append(admin_listener)
     app.router.add_route("*", "/-/{tail:.*}", not_found)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    # Requests aiohttp's parser refuses never reach a handler; errors its router raises
+    # are answered as JSON there too; every other path goes to dispatch directly.
+    serve_with_gateway_protocol(app, catch_all=app.router.add_route("*", "/{tail:.*}", dispatch))
     return app

@@ -15,10 +15,19 @@ dumping the request or the upstream's answer.  A field that is ever shortened sa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from gateway import fastjson
+from gateway.oauth.rfc7591 import (
+    BOOLEAN_FIELDS,
+    INTEGER_FIELDS,
+    OBJECT_FIELDS,
+    STRING_ARRAY_FIELDS,
+    STRING_FIELDS,
+    base_field,
+)
 
 if TYPE_CHECKING:
     from gateway.errors import OAuthError
@@ -45,6 +54,10 @@ MAX_REPLAY_BYTES = 16384
 OMITTED = "<omitted>"
 #: Values that are kept only as present: a software statement (its claims) and ``jwks``.
 _PRESENT_ONLY = frozenset({"software_statement"})
+#: ``note_answer(parsed=...)`` left out: the body is parsed there.
+_UNPARSED: Any = object()
+#: Fields :func:`replayable` keeps as they were sent.
+_REPLAYED_AS_SENT = STRING_ARRAY_FIELDS | STRING_FIELDS | INTEGER_FIELDS | BOOLEAN_FIELDS
 #: Fields that only appear when set.
 _OPTIONAL = ("truncated", "metadata", "policy_decision", "report_only")
 
@@ -119,7 +132,7 @@ class AuditRecord:
         """Keep the submitted metadata for replay (:func:`replayable`: no secrets, and
         nothing at all when it is larger than :data:`MAX_REPLAY_BYTES`)."""
         kept = replayable(metadata)
-        size = len(json.dumps(kept, ensure_ascii=False, default=str).encode("utf-8"))
+        size = len(fastjson.dumps(kept, default=str))
         if size > MAX_REPLAY_BYTES:
             self.truncated["metadata"] = size
             self.metadata = None
@@ -166,15 +179,18 @@ class AuditRecord:
         self.error_description = error.description
         self.status = error.status
 
-    def note_answer(self, status: int, body: bytes) -> None:
+    def note_answer(self, status: int, body: bytes, parsed: object = _UNPARSED) -> None:
         """The upstream's status and its ``client_id`` (or ``error`` code); nothing else is
         kept, because the same body carries the client secret and registration access token.
-        """
+        ``parsed``: the body's JSON, when the caller has parsed it already (``None``: it is
+        not JSON)."""
         self.upstream_status = status
-        try:
-            answer = json.loads(body)
-        except (ValueError, RecursionError):
-            return
+        answer = parsed
+        if answer is _UNPARSED:
+            try:
+                answer = fastjson.loads(body)
+            except (ValueError, RecursionError):
+                return
         if not isinstance(answer, dict):
             return
         self.client_id = self._text("client_id", answer.get("client_id"))
@@ -222,16 +238,6 @@ def replayable(metadata: Mapping[str, Any]) -> dict[str, Any]:
     whether it is there, and a private key must never reach a log); every other field
     (``client_secret``, a registration access token, extensions the policy does not
     judge) as :data:`OMITTED`, so the number of members is still right."""
-    from gateway.oauth.rfc7591 import (
-        BOOLEAN_FIELDS,
-        INTEGER_FIELDS,
-        OBJECT_FIELDS,
-        STRING_ARRAY_FIELDS,
-        STRING_FIELDS,
-        base_field,
-    )
-
-    known = STRING_ARRAY_FIELDS | STRING_FIELDS | INTEGER_FIELDS | BOOLEAN_FIELDS
     kept: dict[str, Any] = {}
     for key, value in metadata.items():
         name = base_field(key)
@@ -239,7 +245,7 @@ def replayable(metadata: Mapping[str, Any]) -> dict[str, Any]:
             kept[key] = OMITTED
         elif name in OBJECT_FIELDS:
             kept[key] = {"keys": OMITTED} if isinstance(value, dict) else OMITTED
-        elif name in known:
+        elif name in _REPLAYED_AS_SENT:
             kept[key] = value
         else:
             kept[key] = OMITTED

@@ -13,23 +13,45 @@ a new file at the configured path (no ``copytruncate``, which loses lines).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import IO, Any, cast
 
 import structlog
 
 from gateway.audit.events import AuditRecord
-from gateway.audit.logging import leading_keys_first, log
+from gateway.audit.logging import log
+
+
+def envelope(_: Any, method: str, event_dict: Any) -> Any:
+    """``event``, ``timestamp`` (ISO 8601, UTC, microseconds) and ``level`` first, then
+    the event's fields: what structlog's ``add_log_level``, ``TimeStamper(fmt="iso",
+    utc=True)`` and :func:`~gateway.audit.logging.leading_keys_first` make of it, in one
+    pass (this runs once per decision, before the answer is sent)."""
+    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    line = {"event": event_dict.pop("event"), "timestamp": stamp, "level": method}
+    line.update(event_dict)
+    return line
+
+
+#: One encoder for every line (``json.dumps`` with options builds a new one per call).
+#: ASCII only, so a bidirectional override in a client name cannot reorder what an
+#: operator's terminal shows; anything JSON cannot carry is written as its ``repr``.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, default=repr)
+
+
+def _render(event_dict: Any, **_: Any) -> str:
+    return _ENCODER.encode(event_dict)
+
 
 #: The processors of every audit line, in order; nothing global is consulted.
 AUDIT_PROCESSORS: tuple[Any, ...] = (
-    structlog.processors.add_log_level,
-    structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-    leading_keys_first,
-    structlog.processors.JSONRenderer(ensure_ascii=True),
+    envelope,
+    structlog.processors.JSONRenderer(serializer=_render),
 )
 
 

@@ -40,7 +40,7 @@ from gateway.oauth.body import serialize
 from gateway.policy.decision import Decision
 from gateway.policy.model import Policy
 from gateway.ratelimit.keys import RateFacts, vendor_bucket
-from gateway.registration.forward import publish_client_uri
+from gateway.registration.forward import parse_answer, publish_client_uri
 from gateway.registration.register import reserve_registration_quota, upstream_authorization
 from gateway.registry.entry import Source
 from gateway.registry.record import note_management, record_client
@@ -309,13 +309,9 @@ async def _send(
     url = gateway.upstream.url_for(URL(path, encoded=True))
     async with gateway.upstream.send(method, url, headers, payload) as answer:
         body, _ = await read_guarded(answer, gateway.settings.limits.max_response_bytes)
-        record.note_answer(answer.status, body)
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = {}
-        if not isinstance(document, dict):
-            document = {}
+        parsed = parse_answer(body)
+        record.note_answer(answer.status, body, parsed)
+        document = parsed if isinstance(parsed, dict) else {}
         publish_client_uri(document, gateway)
         return document, answer.status
 

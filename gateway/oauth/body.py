@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gateway import rules
+from gateway import fastjson, rules
 from gateway.oauth.rfc7591 import (
     BOOLEAN_FIELDS,
     CAPPED_LIST_FIELDS,
@@ -174,9 +174,7 @@ def serialize(metadata: Mapping[str, Any]) -> bytes:
     here rather than forwarded as bytes the upstream might decode differently.
     """
     try:
-        return json.dumps(
-            metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode("utf-8")
+        return fastjson.dumps(metadata, allow_nan=False)
     except ValueError as exc:
         if not isinstance(exc, UnicodeEncodeError):
             raise rules.BODY_INVALID_JSON.refuse(

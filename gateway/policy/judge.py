@@ -21,11 +21,17 @@ from gateway.policy.model import Policy
 
 
 def judge(
-    policy: Policy, metadata: Mapping[str, Any], context: RequestContext | None = None
+    policy: Policy,
+    metadata: Mapping[str, Any],
+    context: RequestContext | None = None,
+    *,
+    typed: bool = False,
 ) -> Decision:
-    """The decision on already-parsed metadata; well-typed or not."""
+    """The decision on already-parsed metadata; well-typed or not (``typed``: it comes
+    from :func:`~gateway.oauth.body.parse_body`, which checked the types already)."""
     try:
-        check_types(metadata)
+        if not typed:
+            check_types(metadata)
         return decide(policy, metadata, context)
     except OAuthError as error:
         return Decision.deny(error, dict(metadata))

@@ -12,6 +12,7 @@ not have (no ``software_id``, no initial access token) does not apply to it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class RateFacts:
     tenant: str | None = None
 
 
+@functools.lru_cache(maxsize=4096)  # parsing an address costs more than the rest of a check
 def ip_bucket(address: str | None) -> str | None:
     if not address:
         return None
@@ -74,6 +76,7 @@ def bucket(key: RateKey, facts: RateFacts) -> str | None:
     return ""
 
 
+@functools.lru_cache(maxsize=4096)
 def storage_key(scope: str, rule: str, window: int, value: str) -> str:
     """The counter key: the value hashed, so client-chosen text (a name, a software_id)
     never becomes a storage key as it was sent, and every key has a bounded length."""

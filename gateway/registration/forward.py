@@ -10,13 +10,15 @@ when the upstream ignores the forwarding headers.
 
 from __future__ import annotations
 
-import json
+import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from yarl import URL
 
+from gateway import fastjson
 from gateway.audit.events import AuditRecord
 from gateway.http.exchange import ClientGone, client_gone
 from gateway.http.forwarding import Caller
@@ -66,11 +68,12 @@ async def forward_json(
     limit = gateway.settings.limits.max_response_bytes
     async with upstream.send(method, target, headers, payload) as answer:
         body, out_headers = await read_guarded(answer, limit)
-        record.note_answer(answer.status, body)
+        parsed = parse_answer(body)
+        record.note_answer(answer.status, body, parsed)
         out_headers["X-Request-ID"] = record.request_id
-        document = _json_object(body)
+        document = parsed if isinstance(parsed, dict) else None
         if document is not None and publish_client_uri(document, gateway):
-            body = json.dumps(document).encode("utf-8")
+            body = fastjson.dumps(document)
         location = out_headers.get("Location")
         if location is not None:
             out_headers["Location"] = public_url(gateway, location)
@@ -80,12 +83,13 @@ async def forward_json(
         return Answer(response, document)
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
+def parse_answer(body: bytes) -> object:
+    """An upstream answer's JSON (parsed once, for the audit record and the relay), or
+    ``None`` when it is not JSON."""
     try:
-        value = json.loads(body)
+        return fastjson.loads(body)
     except (ValueError, RecursionError):
         return None
-    return value if isinstance(value, dict) else None
 
 
 def publish_client_uri(document: dict[str, Any], gateway: Gateway) -> bool:
@@ -103,17 +107,44 @@ def publish_client_uri(document: dict[str, Any], gateway: Gateway) -> bool:
 def public_url(gateway: Gateway, url: str) -> str:
     """``url`` (the upstream's, or already the gateway's) on the gateway's public URL: the
     path as the gateway serves it (the upstream's path prefix removed), the query kept."""
+    public = gateway.settings.public_url
+    tail = plain_path_below(url, gateway.upstream.base)
+    if tail is not None:
+        # The common case, without parsing: a plain path below the upstream's base (what
+        # the parse below would give for it, which the tests hold the two to).
+        return _origin_and_path(public) + tail
+    if plain_path_below(url, public) is not None:
+        return url  # already the gateway's (an upstream that honours X-Forwarded-*)
+    return parsed_public_url(gateway, url)
+
+
+def plain_path_below(url: str, base: URL) -> str | None:
+    """The rest of ``url`` when it is ``base`` followed by a plain path (one that parsing
+    leaves as it is, :data:`_PLAIN_PATH`), else ``None``: then only parsing can say."""
+    prefix = _origin_and_path(base)
+    if url.startswith(prefix) and _PLAIN_PATH.fullmatch(url, len(prefix)):
+        return url[len(prefix) :]
+    return None
+
+
+def parsed_public_url(gateway: Gateway, url: str) -> str:
+    """:func:`public_url` for any URL: parsed, then rebuilt on the public URL."""
     try:
         parsed = URL(url)
     except ValueError:
         return url
     if not parsed.is_absolute():
         return url
-    prefix = gateway.upstream.base.raw_path.rstrip("/")
-    path = parsed.raw_path
-    if prefix and (path == prefix or path.startswith(prefix + "/")):
-        path = path[len(prefix) :] or "/"
+    upstream = gateway.upstream.base
     base = gateway.settings.public_url
+    path = parsed.raw_path
+    origin = (parsed.scheme, parsed.raw_authority)
+    ours = origin == (base.scheme, base.raw_authority) != (upstream.scheme, upstream.raw_authority)
+    if ours and _below(path, base.raw_path.rstrip("/")):
+        return url  # already the gateway's: its path prefix is not added twice
+    prefix = upstream.raw_path.rstrip("/")
+    if prefix and _below(path, prefix):
+        path = path[len(prefix) :] or "/"
     joined = base.raw_path.rstrip("/") + path
     public = URL.build(
         scheme=base.scheme,
@@ -123,3 +154,18 @@ def public_url(gateway: Gateway, url: str) -> str:
         encoded=True,
     )
     return str(public)
+
+
+def _below(path: str, prefix: str) -> bool:
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
+#: A path that parsing leaves as it is: unreserved characters and single slashes, no dot
+#: segment, no query or fragment (RFC 3986 §2.3, §5.2.4).
+_PLAIN_PATH = re.compile(r"(?:/(?!\.)[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
+
+
+@functools.lru_cache(maxsize=16)
+def _origin_and_path(base: URL) -> str:
+    """``scheme://authority/path`` of a base URL, without its trailing slash."""
+    return f"{base.scheme}://{base.raw_authority}{base.raw_path.rstrip('/')}"

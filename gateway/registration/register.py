@@ -168,10 +168,11 @@ def upstream_authorization(gateway: Gateway) -> str | None:
 
 def judge_request(policy: Policy, metadata: dict[str, Any], record: AuditRecord) -> Decision:
     """The decision to act on, noted in ``record``: the policy's, or under report-only,
-    for a refusal it only reports, the enforced view's (``decision: would_deny``)."""
+    for a refusal it only reports, the enforced view's (``decision: would_deny``).
+    ``metadata`` is what :func:`read_metadata` parsed, its types already checked."""
     context = RequestContext(client_ip=record.client_ip)
-    decision = judge(policy, metadata, context)
-    resolution = resolve(policy, decision, lambda view: judge(view, metadata, context))
+    decision = judge(policy, metadata, context, typed=True)
+    resolution = resolve(policy, decision, lambda v: judge(v, metadata, context, typed=True))
     record.note_resolution(resolution)
     return resolution.acting
 

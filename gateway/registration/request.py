@@ -20,6 +20,7 @@ from multidict import CIMultiDictProxy
 
 from gateway import rules
 from gateway.config.settings import Limits
+from gateway.errors import OAuthError
 from gateway.http.exchange import ClientGone
 from gateway.oauth.body import parse_body
 
@@ -63,6 +64,12 @@ def check_content_headers(headers: CIMultiDictProxy[str]) -> None:
 async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
     """The whole body, refusing anything over ``limit`` bytes (chunked bodies included) or
     taking longer than ``timeout`` seconds."""
+    content = request.content
+    declared = request.content_length
+    if declared is not None and declared <= limit and content.is_eof():
+        # The whole body has arrived (the common case: it came with the headers), so
+        # there is nothing to time: no timer is armed for it.
+        return await _read_body(request, limit)
     try:
         async with asyncio.timeout(timeout):
             return await _read_body(request, limit)
@@ -73,17 +80,16 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    too_large = rules.REQUEST_TOO_LARGE.refuse(f"the request body is larger than {limit} bytes")
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     try:
         while chunk := await request.content.readany():
             size += len(chunk)
             if size > limit:
-                raise too_large
+                raise _too_large(limit)
             chunks.append(chunk)
     except HttpProcessingError:
         raise rules.REQUEST_BAD_FRAMING.refuse(
@@ -94,6 +100,10 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     if declared is not None and size < declared:
         raise ClientGone
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> OAuthError:
+    return rules.REQUEST_TOO_LARGE.refuse(f"the request body is larger than {limit} bytes")
 
 
 async def read_metadata(request: web.Request, limits: Limits) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from gateway import fastjson
+
 
 class Status(Enum):
     #: Registered, waiting for an administrator (``approval.required``).
@@ -67,22 +69,30 @@ class ClientEntry:
     next_attempt_at: float | None = None
     last_error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The bytes this entry was read from, when it was read from storage (not part of it).
+    stored: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def live(self) -> bool:
         return self.status in LIVE
 
     def with_(self, **changes: Any) -> ClientEntry:
-        return replace(self, **changes)
+        return replace(self, stored=None, **changes)
+
+    @property
+    def as_stored(self) -> bytes:
+        """What storage holds for this entry, for compare-and-set: the bytes it was read
+        from (whichever version wrote them), else its own encoding."""
+        return self.stored if self.stored is not None else self.to_bytes()
 
     def to_bytes(self) -> bytes:
         # Field by field, not dataclasses.asdict: that deep-copies every value, and cost
-        # more than the rest of recording a registration.  json.dumps copies nothing.
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        # more than the rest of recording a registration.  Neither dumps copies anything.
+        data = {name: getattr(self, name) for name in _STORED_FIELDS}
         data["status"] = self.status.value
         data["source"] = self.source.value
         data["redirect_uris"] = list(self.redirect_uris)
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return fastjson.dumps(data, sort_keys=True)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ClientEntry | None:
@@ -92,8 +102,8 @@ class ClientEntry:
             data["status"] = Status(data["status"])
             data["source"] = Source(data["source"])
             data["redirect_uris"] = tuple(data.get("redirect_uris") or ())
-            known = {f for f in cls.__dataclass_fields__}
-            return cls(**{k: v for k, v in data.items() if k in known})
+            kept = {k: v for k, v in data.items() if k in _STORED_FIELDS}
+            return cls(**kept, stored=raw if isinstance(raw, bytes) else None)
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -122,6 +132,10 @@ class ClientEntry:
             "can_delete_upstream": self.sealed_token is not None
             and self.management_path is not None,
         }
+
+
+#: The fields kept in storage (``stored`` is not one of them).
+_STORED_FIELDS = tuple(name for name in ClientEntry.__dataclass_fields__ if name != "stored")
 
 
 def _iso(value: float | None) -> str | None:

@@ -19,6 +19,7 @@ from yarl import URL
 from gateway.audit.events import AuditRecord
 from gateway.audit.logging import log
 from gateway.policy.model import AutoApprove, Policy
+from gateway.registration.forward import plain_path_below
 from gateway.registry.entry import ClientEntry, Source, Status
 from gateway.state import Gateway
 from gateway.storage import StorageError
@@ -39,6 +40,9 @@ def management_path(gateway: Gateway, uri: object) -> str | None:
     """The gateway-relative path of a (published) ``registration_client_uri``."""
     if not isinstance(uri, str) or not uri:
         return None
+    tail = plain_path_below(uri, gateway.settings.public_url)
+    if tail is not None:  # the common case: what parsing would give, without parsing
+        return tail
     try:
         path = URL(uri).raw_path
     except ValueError:

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from gateway import fastjson
 from gateway.audit.logging import log
 from gateway.storage import Storage, StorageError
 
@@ -88,9 +89,7 @@ class ClientRecords:
 
     async def put(self, tenant: str | None, client_id: str, metadata: Mapping[str, Any]) -> None:
         try:
-            await self.storage.set(
-                self._key(tenant, client_id), json.dumps(tracked(metadata)).encode()
-            )
+            await self.storage.set(self._key(tenant, client_id), fastjson.dumps(tracked(metadata)))
         except StorageError as exc:
             log().warning("client_record_not_saved", reason=str(exc)[:200])
 

@@ -13,6 +13,7 @@ change the same client.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ def parse_field(field: str) -> tuple[str | None, str] | None:
     return tenant, client_id
 
 
+@functools.lru_cache(maxsize=4096)
 def count_key(tenant: str | None, vendor_key: str | None = None) -> str:
     base = f"reg-count:{tenant or ''}"
     if vendor_key is None:
@@ -64,13 +66,13 @@ class Registry:
     async def replace(self, before: ClientEntry, after: ClientEntry) -> bool:
         """``after`` in place of ``before``, unless someone changed it since it was read."""
         return await self.storage.map_swap(
-            CLIENTS, field_of(before.tenant, before.client_id), before.to_bytes(), after.to_bytes()
+            CLIENTS, field_of(before.tenant, before.client_id), before.as_stored, after.to_bytes()
         )
 
     async def forget(self, entry: ClientEntry) -> bool:
         """Remove the entry (an administrator's ``forget``); whether it was as read."""
         field = field_of(entry.tenant, entry.client_id)
-        removed = await self.storage.map_swap(CLIENTS, field, entry.to_bytes(), None)
+        removed = await self.storage.map_swap(CLIENTS, field, entry.as_stored, None)
         if removed:
             await self.storage.map_delete(USED, field)
         return removed

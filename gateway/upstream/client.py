@@ -11,7 +11,6 @@ user's session into another's request.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -26,7 +25,7 @@ from gateway import rules
 from gateway.config.settings import Upstream
 from gateway.errors import OAuthError
 from gateway.http.forwarding import downstream_response_headers
-from gateway.upstream.deadline import Deadlines
+from gateway.upstream.deadline import Deadline, Deadlines
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -141,14 +140,13 @@ class UpstreamClient:
         metrics = self.metrics
         started = time.perf_counter()
         try:
-            async with (
-                asyncio.timeout(self.settings.timeout),
-                self.guarded.request(
+            # A shared timer slot (gateway.upstream.deadline), not a timer of its own.
+            with Deadline(self.deadlines, self.settings.timeout):
+                async with self.guarded.request(
                     method, url, headers=headers, data=data, allow_redirects=False
-                ) as response,
-            ):
-                metrics.upstream_answered(time.perf_counter() - started)
-                yield response
+                ) as response:
+                    metrics.upstream_answered(time.perf_counter() - started)
+                    yield response
         except TimeoutError as exc:
             metrics.upstream_failed("timeout", "guarded")
             raise timeout_error() from exc
@@ -209,23 +207,26 @@ def decode_answer(body: bytes, coding: str | None, limit: int) -> bytes:
     return out
 
 
+def _answer_too_large() -> OAuthError:
+    return rules.UPSTREAM_RESPONSE_TOO_LARGE.refuse(
+        "the authorization server's answer was too large"
+    )
+
+
 async def read_answer(
     stream: aiohttp.StreamReader, limit: int, declared: int | None = None
 ) -> bytes:
     """The upstream's whole answer, at most ``limit`` bytes, refused up front when its
     ``Content-Length`` already says more (``read(n)`` alone may stop at whatever happens
     to be buffered)."""
-    too_large = rules.UPSTREAM_RESPONSE_TOO_LARGE.refuse(
-        "the authorization server's answer was too large"
-    )
     if declared is not None and declared > limit:
-        raise too_large
+        raise _answer_too_large()
     chunks: list[bytes] = []
     size = 0
     while chunk := await stream.readany():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _answer_too_large()
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -352,3 +352,69 @@ async def test_a_refusal_in_a_body_under_way_is_not_audited_again(tiny):
     raw = await exchange(tiny.server, head, b"zz\r\n\r\n", until_closed=False)
     assert statuses(raw) == [400]
     assert tiny.audit.records == []
+
+
+# --- the catch-all shortcut -------------------------------------------------------------
+
+
+async def _routed_app(aiohttp_server, *, shortcut: bool):
+    """``/-/own`` and ``/-/{tail}`` are routed; everything else is the catch-all, taken
+    directly (``shortcut``) or through aiohttp's router."""
+
+    async def own(request: web.Request) -> web.Response:
+        return web.Response(text="own")
+
+    async def catch_all(request: web.Request) -> web.Response:
+        assert request.app is app  # the match info knows its application
+        body = await request.read()
+        return web.Response(text=f"catch-all {request.method} {request.raw_path} {len(body)}")
+
+    app = web.Application()
+    app.router.add_get("/-/own", own)
+    app.router.add_route("*", "/-/{tail:.*}", own)
+    route = app.router.add_route("*", "/{tail:.*}", catch_all)
+    serve_with_gateway_protocol(app, catch_all=route if shortcut else None)
+    return await aiohttp_server(app)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/x",
+        "/",
+        "//x",
+        "/x?y=%2D",
+        "/-/own",
+        "/%2D/own",
+        "/%2d/own",
+        "/-x",
+        "/-",
+        "/a/-/own",
+        "/%41",
+        "http://h/x",
+        "http://h/-/own",
+    ],
+)
+@pytest.mark.parametrize("expect", [False, True])
+async def test_the_shortcut_answers_as_the_router_does(aiohttp_server, target, expect):
+    answers = []
+    for shortcut in (False, True):
+        server = await _routed_app(aiohttp_server, shortcut=shortcut)
+        head = f"POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n"
+        if expect:
+            head += "Expect: 100-continue\r\n"
+        raw = await exchange(server, (head + "\r\nabc").encode())
+        answers.append((statuses(raw), raw.rsplit(b"\r\n\r\n", 1)[-1]))
+    assert answers[0] == answers[1]
+    assert answers[1][0][-1] in (200, 400, 404)
+
+
+async def test_the_shortcut_refuses_an_app_with_middlewares():
+    @web.middleware
+    async def passing(request, handler):
+        return await handler(request)
+
+    app = web.Application(middlewares=[passing])
+    route = app.router.add_route("*", "/{tail:.*}", echo)
+    with pytest.raises(ValueError, match="middlewares"):
+        serve_with_gateway_protocol(app, catch_all=route)
