@@ -52,6 +52,19 @@ class VerbatimRequest(aiohttp.ClientRequest):
     def update_auto_headers(self, skip_auto_headers: object) -> None:
         self._skip_auto_headers = self._SKIP
 
+    def update_headers(self, headers: object) -> None:
+        """As aiohttp's: ``Host`` from the URL first, unless the headers carry one, then
+        every header in order; copied in one ``CIMultiDict`` construction rather than
+        added one by one (the session has already made ``headers`` a ``CIMultiDict``)."""
+        if not isinstance(headers, CIMultiDict) or "Host" in headers:
+            super().update_headers(headers)  # type: ignore[arg-type]
+            return
+        host = self.url.host_port_subcomponent
+        assert host is not None  # an absolute URL, always
+        out: CIMultiDict[str] = CIMultiDict(Host=host)
+        out.extend(headers)
+        self.headers = out
+
 
 class UpstreamClient:
     """The HTTP sessions of an application, and how to build upstream URLs."""
