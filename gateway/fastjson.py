@@ -7,8 +7,9 @@ registry entry) and parses the upstream's answer.  orjson does each in a twentie
 of :mod:`json`, but differs from it at the edges, so each edge falls back to :mod:`json`:
 
 * integers beyond 64 bits and strings with an unpaired surrogate, which orjson refuses
-  (the standard library encodes the integer; the surrogate then fails to encode as UTF-8
-  exactly as it did before, and the caller refuses it);
+  (the standard library encodes the integer; a surrogate, which UTF-8 cannot carry, is
+  written as an ASCII escape, or refused where the bytes must be UTF-8: what is sent
+  upstream);
 * ``NaN`` and the infinities, which orjson writes as ``null`` (valid JSON, unlike
   :mod:`json`'s ``NaN``): where a value must not change, ``allow_nan=False`` refuses them
   as :mod:`json` does.
@@ -40,16 +41,24 @@ def dumps(
     default: Callable[[Any], Any] | None = None,
     allow_nan: bool = True,
     sort_keys: bool = False,
+    strict_utf8: bool = False,
 ) -> bytes:
     """``value`` as compact UTF-8 JSON, as ``json.dumps(..., ensure_ascii=False)`` would
-    write it, encoded: ``UnicodeEncodeError`` for an unpaired surrogate.  A non-finite
+    write it, encoded.  A string with an unpaired surrogate cannot be UTF-8: then the
+    whole value is written with ASCII escapes (``\\ud800``, as ``json.dumps`` writes by
+    default), or with ``strict_utf8`` refused with ``UnicodeEncodeError``.  A non-finite
     float is written as ``null`` (or ``NaN`` beside a big integer), or with
     ``allow_nan=False`` refused with ``ValueError``, as :mod:`json` refuses it;
     ``sort_keys``: every object's members in order of their names."""
     try:
         out = orjson.dumps(value, default=default, option=_SORTED if sort_keys else None)
     except TypeError:  # orjson.JSONEncodeError: a big integer, a surrogate, a key type
-        return _stdlib(value, default, allow_nan=allow_nan, sort_keys=sort_keys)
+        try:
+            return _stdlib(value, default, allow_nan=allow_nan, sort_keys=sort_keys)
+        except UnicodeEncodeError:
+            if strict_utf8:
+                raise
+            return _stdlib(value, default, allow_nan=allow_nan, sort_keys=sort_keys, ascii=True)
     if not allow_nan and b"null" in out and _any_float(value, _is_non_finite):
         raise ValueError("Out of range float values are not JSON compliant")
     return out
@@ -73,11 +82,12 @@ def _stdlib(
     *,
     allow_nan: bool,
     sort_keys: bool = False,
+    ascii: bool = False,
 ) -> bytes:
     text = json.dumps(
         value,
         default=default,
-        ensure_ascii=False,
+        ensure_ascii=ascii,
         separators=_COMPACT,
         allow_nan=allow_nan,
         sort_keys=sort_keys,

@@ -97,7 +97,9 @@ class Exchange:
             # Nobody is left to read this; it only keeps aiohttp from logging a 500.
             return error_response(error, record.request_id)
         except Exception:
-            log().exception("exchange_failed", request_id=record.request_id, event=record.event)
+            log().exception(
+                "exchange_failed", request_id=record.request_id, audit_event=record.event
+            )
             error = rules.internal_error()
             record.note_error(error)
             return error_response(error, record.request_id)

@@ -382,8 +382,9 @@ def serve_with_gateway_protocol(
     aiohttp warns, once, that a custom attribute is set on the application.)
 
     ``catch_all``: the route of ``/{tail:.*}`` in an application without middlewares.  A
-    request that only it can match (an origin-form path outside :data:`_ROUTED_PREFIXES`,
-    no ``Expect``) is handed to its handler with a match info built once, instead of
+    request that only it can match (an origin-form path outside :data:`_ROUTED_PREFIXES`
+    with no ``%0`` escape, whose decoded newline the route's pattern does not match; no
+    ``Expect``) is handed to its handler with a match info built once, instead of
     through aiohttp's router, whose resolution costs every pass-through request more than
     the gateway's own classification of it.
     """
@@ -410,6 +411,7 @@ def serve_with_gateway_protocol(
                     direct is None
                     or not path.startswith("/")
                     or path.startswith(_ROUTED_PREFIXES)
+                    or "%0" in path  # a decoded newline: the router's pattern refuses it
                     or "Expect" in request.headers
                 ):
                     response = await routed(request)

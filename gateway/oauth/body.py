@@ -174,7 +174,7 @@ def serialize(metadata: Mapping[str, Any]) -> bytes:
     here rather than forwarded as bytes the upstream might decode differently.
     """
     try:
-        return fastjson.dumps(metadata, allow_nan=False)
+        return fastjson.dumps(metadata, allow_nan=False, strict_utf8=True)
     except ValueError as exc:
         if not isinstance(exc, UnicodeEncodeError):
             raise rules.BODY_INVALID_JSON.refuse(

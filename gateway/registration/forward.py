@@ -107,14 +107,14 @@ def publish_client_uri(document: dict[str, Any], gateway: Gateway) -> bool:
 def public_url(gateway: Gateway, url: str) -> str:
     """``url`` (the upstream's, or already the gateway's) on the gateway's public URL: the
     path as the gateway serves it (the upstream's path prefix removed), the query kept."""
-    public = gateway.settings.public_url
-    tail = plain_path_below(url, gateway.upstream.base)
-    if tail is not None:
-        # The common case, without parsing: a plain path below the upstream's base (what
-        # the parse below would give for it, which the tests hold the two to).
-        return _origin_and_path(public) + tail
-    if plain_path_below(url, public) is not None:
-        return url  # already the gateway's (an upstream that honours X-Forwarded-*)
+    for base in (gateway.upstream.base, gateway.settings.public_url):
+        origin = _origin(base)
+        if url.startswith(origin) and _PLAIN_PATH.fullmatch(url, len(origin)):
+            # The common case, without parsing: a plain path on the upstream's or the
+            # gateway's origin (what the parse below gives for it, as the tests check).
+            return _origin_and_path(gateway.settings.public_url) + _served_path(
+                gateway, url[len(origin) :]
+            )
     return parsed_public_url(gateway, url)
 
 
@@ -135,34 +135,39 @@ def parsed_public_url(gateway: Gateway, url: str) -> str:
         return url
     if not parsed.is_absolute():
         return url
-    upstream = gateway.upstream.base
     base = gateway.settings.public_url
-    path = parsed.raw_path
-    origin = (parsed.scheme, parsed.raw_authority)
-    ours = origin == (base.scheme, base.raw_authority) != (upstream.scheme, upstream.raw_authority)
-    if ours and _below(path, base.raw_path.rstrip("/")):
-        return url  # already the gateway's: its path prefix is not added twice
-    prefix = upstream.raw_path.rstrip("/")
-    if prefix and _below(path, prefix):
-        path = path[len(prefix) :] or "/"
-    joined = base.raw_path.rstrip("/") + path
     public = URL.build(
         scheme=base.scheme,
         authority=base.raw_authority,
-        path=joined,
+        path=base.raw_path.rstrip("/") + _served_path(gateway, parsed.raw_path),
         query_string=parsed.raw_query_string,
         encoded=True,
     )
     return str(public)
 
 
+def _served_path(gateway: Gateway, path: str) -> str:
+    """An upstream path as the gateway serves it: the upstream's path prefix removed (an
+    upstream that honours ``X-Forwarded-Host`` still puts its own prefix in its URLs)."""
+    prefix = gateway.upstream.base.raw_path.rstrip("/")
+    if prefix and _below(path, prefix):
+        return path[len(prefix) :] or "/"
+    return path
+
+
 def _below(path: str, prefix: str) -> bool:
-    return not prefix or path == prefix or path.startswith(prefix + "/")
+    return path == prefix or path.startswith(prefix + "/")
 
 
 #: A path that parsing leaves as it is: unreserved characters and single slashes, no dot
 #: segment, no query or fragment (RFC 3986 §2.3, §5.2.4).
 _PLAIN_PATH = re.compile(r"(?:/(?!\.)[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
+
+
+@functools.lru_cache(maxsize=16)
+def _origin(base: URL) -> str:
+    """``scheme://authority`` of a base URL."""
+    return f"{base.scheme}://{base.raw_authority}"
 
 
 @functools.lru_cache(maxsize=16)

@@ -121,7 +121,9 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
         created = 200 <= answer.response.status < 300 and record.client_id is not None
     finally:
         # Given back when the upstream surely did not create the client: it answered
-        # otherwise, or the request never left.  Unknown outcomes keep what they took.
+        # otherwise, or the request never left.  Unknown outcomes keep what they took, and
+        # so does a client the upstream created though relaying its answer then failed.
+        created = created or _upstream_created(record)
         if not created and (not forwarding or record.upstream_status is not None):
             await reservation.release()
             if use is not None:
@@ -144,6 +146,11 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
             token_name=token.name if token is not None else None,
         )
     return answer.response
+
+
+def _upstream_created(record: AuditRecord) -> bool:
+    status = record.upstream_status
+    return status is not None and 200 <= status < 300 and record.client_id is not None
 
 
 async def reserve_registration_quota(

@@ -16,6 +16,7 @@ import time
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
+from gateway.registration import forward
 from gateway.registry.entry import Status
 from gateway.registry.jobs import run_once
 from gateway.registry.removal import backoff
@@ -479,6 +480,31 @@ async def test_a_registration_the_upstream_refuses_gives_its_quota_unit_back(
         assert gateway.registrations()[-1]["upstream_status"] == 400
     created = await register(session, gateway, app_client())
     assert created.status == 201, created
+
+
+async def test_a_client_the_upstream_created_keeps_its_quota_unit_when_relaying_fails(
+    upstream, gateway_factory, session, storage, monkeypatch
+):
+    """The upstream created the client but the gateway failed afterwards (a bug while
+    relaying the answer): the answer is the JSON 502 ``internal.error``, and the unit the
+    registration took stays taken, so a quota of one refuses the next registration."""
+    gateway = await gateway_factory(
+        upstream.url, policy=policy(quotas={"max_clients_per_vendor": 1}), storage=storage
+    )
+
+    def broken(document, gateway):
+        raise RuntimeError("a bug while relaying")
+
+    before = await upstream.aclient_count(session)
+    with monkeypatch.context() as patch:
+        patch.setattr(forward, "publish_client_uri", broken)
+        failed = await register(session, gateway, claude_code("f1"))
+    assert_refused(failed, 502, "temporarily_unavailable", "internal.error")
+    assert await upstream.aclient_count(session) == before + 1
+    event = gateway.registrations()[-1]
+    assert (event["upstream_status"], event["decision"]) == (201, "error")
+    refused = await register(session, gateway, claude_code("f2"))
+    assert_refused(refused, 403, "access_denied", "quota.max_clients_per_vendor")
 
 
 async def test_total_quota_counts_every_vendor(upstream, gateway_factory, session, storage):

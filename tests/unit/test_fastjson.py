@@ -42,9 +42,12 @@ def test_integers_beyond_64_bits_are_written_as_json_writes_them() -> None:
     assert fastjson.loads(fastjson.dumps(value)) == value
 
 
-def test_an_unpaired_surrogate_cannot_be_encoded() -> None:
-    with pytest.raises(UnicodeEncodeError):
-        fastjson.dumps({"client_name": "\ud800"})
+def test_an_unpaired_surrogate_is_escaped_or_refused() -> None:
+    value = {"client_name": "\ud800", "n": "caf\u00e9", "big": 2**70}
+    out = fastjson.dumps(value)
+    assert out.isascii() and json.loads(out) == value  # an upstream's answer is relayed
+    with pytest.raises(UnicodeEncodeError):  # what goes upstream must be UTF-8
+        fastjson.dumps({"client_name": "\ud800"}, strict_utf8=True)
 
 
 @pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])

@@ -24,6 +24,8 @@ BASES = [
     ("http://127.0.0.1:3000", "https://gw.example"),
     ("http://kc:8080/auth", "https://login.example/id"),
     ("http://kc:8080/auth/", "https://login.example/"),
+    ("http://kc:8080/auth", "https://login.example"),
+    ("http://127.0.0.1:3000", "http://127.0.0.1:3000/gw"),
 ]
 
 
@@ -68,11 +70,17 @@ def test_the_shortcut_agrees_with_parsing_for_any_tail(
         assert public_url(gateway, url) == parsed_public_url(gateway, url)
 
 
-def test_a_url_that_is_already_the_gateways_is_kept() -> None:
+def test_the_upstreams_prefix_is_removed_from_a_url_on_the_public_origin() -> None:
+    # An upstream under /auth that honours X-Forwarded-Host names the gateway's host but
+    # keeps its own prefix, which the gateway does not serve.
+    gateway = _gateway("http://kc:8080/auth", "https://login.example")
+    assert (
+        public_url(gateway, "https://login.example/auth/reg/c1") == "https://login.example/reg/c1"
+    )
     gateway = _gateway("http://kc:8080/auth", "https://login.example/id")
-    url = "https://login.example/id/realms/r/clients-registrations/default/c1?x=1"
-    assert public_url(gateway, url) == url
-    assert public_url(gateway, "https://login.example/id/c1") == "https://login.example/id/c1"
+    assert public_url(gateway, "https://login.example/auth/reg/c1") == (
+        "https://login.example/id/reg/c1"
+    )
 
 
 def test_an_upstream_client_uri_is_moved_to_the_public_url() -> None:
