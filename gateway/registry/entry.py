@@ -92,7 +92,12 @@ class ClientEntry:
         data["status"] = self.status.value
         data["source"] = self.source.value
         data["redirect_uris"] = list(self.redirect_uris)
-        return fastjson.dumps(data, sort_keys=True)
+        out = fastjson.dumps(data, sort_keys=True)
+        if out.isascii():
+            return out
+        # What earlier versions wrote (ASCII escapes): replicas not yet upgraded compare
+        # entries by their bytes, so a name beyond ASCII is written as they would write it.
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("ascii")
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ClientEntry | None:
