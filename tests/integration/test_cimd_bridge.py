@@ -19,7 +19,6 @@ import pytest
 
 from gateway.cimd.bridge import Mapping, mapping_key
 from gateway.registry.entry import Source, Status
-from tests.support import cimd_gateway, lifecycle
 from tests.support.cimd_documents import Answer
 from tests.support.cimd_gateway import (
     CALLBACK,
@@ -40,10 +39,6 @@ from tests.support.upstream import free_port
 
 pytestmark = pytest.mark.integration
 
-cimd_authority = cimd_gateway.cimd_authority
-documents = cimd_gateway.documents
-cimd_upstream = cimd_gateway.cimd_upstream
-redis_storage = lifecycle.redis_storage
 
 HOST = "mcp-client.example.com"
 #: A P-256 public key (RFC 7518 §6.2.1), for a document's inline ``jwks``.

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from tests.support import cimd_gateway
 from tests.support.cimd_documents import Answer, DocumentServer
 from tests.support.cimd_gateway import (
     CALLBACK,
@@ -37,9 +36,6 @@ from tests.support.upstream import UpstreamServer, free_port
 
 pytestmark = pytest.mark.integration
 
-cimd_authority = cimd_gateway.cimd_authority
-documents = cimd_gateway.documents
-cimd_upstream = cimd_gateway.cimd_upstream
 
 HOST = "mcp-client.example.com"
 ALLOWED = f"https://{HOST}:*/oauth/*"

@@ -30,7 +30,7 @@ from gateway.cimd.bridge import Mapping, mapping_key
 from gateway.config.settings import Cimd
 from gateway.policy.loader import policy_from_mapping
 from gateway.registry.entry import Source
-from tests.support import cimd_gateway, keycloak
+from tests.support import keycloak
 from tests.support.cimd_gateway import (
     CALLBACK,
     Page,
@@ -51,8 +51,6 @@ from tests.support.upstream import free_port
 
 pytestmark = pytest.mark.integration
 
-cimd_authority = cimd_gateway.cimd_authority
-documents = cimd_gateway.documents
 
 HOST = "mcp-client.example.com"
 AGENT_HOST = "other-client.example.com"

@@ -36,16 +36,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from yarl import URL
 
-from tests.support import cimd_gateway
 from tests.support.cimd_gateway import decisions, document, registrations, start_gateway
 from tests.support.oauth_flow import MAX_STEPS, OAuthFlowError, _Browser, _form_request
 from tests.support.upstream import free_port
 
 pytestmark = pytest.mark.integration
 
-cimd_authority = cimd_gateway.cimd_authority
-documents = cimd_gateway.documents
-cimd_upstream = cimd_gateway.cimd_upstream
 
 HOST = "mcp-client.example.com"
 PATH = "/oauth/mcp-sdk-client.json"

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import cimd_gateway
 from tests.support.cimd_documents import HOSTS
 from tests.support.cimd_gateway import (
     CALLBACK,
@@ -34,8 +33,6 @@ from tests.support.upstream import UpstreamServer, free_port
 
 pytestmark = pytest.mark.integration
 
-cimd_authority = cimd_gateway.cimd_authority
-documents = cimd_gateway.documents
 
 HOST = "mcp-client.example.com"
 OIDC = "/.well-known/openid-configuration"

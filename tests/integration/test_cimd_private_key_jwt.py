@@ -21,7 +21,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from gateway.cimd.bridge import Mapping, mapping_key
-from tests.support import cimd_gateway, lifecycle
+from tests.support import cimd_gateway
 from tests.support.cimd_gateway import (
     CALLBACK,
     Page,
@@ -40,10 +40,6 @@ from tests.support.upstream import free_port
 
 pytestmark = pytest.mark.integration
 
-cimd_authority = cimd_gateway.cimd_authority
-documents = cimd_gateway.documents
-cimd_upstream = cimd_gateway.cimd_upstream
-redis_storage = lifecycle.redis_storage
 
 HOST = "other-client.example.com"
 PATH = "/oauth/client.json"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import cimd_gateway
 from tests.support.cimd_gateway import (
     CALLBACK,
     allowlist,
@@ -21,9 +20,6 @@ from tests.support.oauth_flow import authorization_code_flow
 
 pytestmark = pytest.mark.integration
 
-cimd_authority = cimd_gateway.cimd_authority
-documents = cimd_gateway.documents
-cimd_upstream = cimd_gateway.cimd_upstream
 
 HOST = "mcp-client.example.com"
 

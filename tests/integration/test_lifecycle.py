@@ -51,7 +51,6 @@ pytestmark = pytest.mark.integration
 
 # The fixtures of tests.support.lifecycle these tests use by name.
 flow_upstream = lifecycle.flow_upstream
-redis_storage = lifecycle.redis_storage
 storage = lifecycle.storage
 
 APPROVAL = policy(approval={"required": True, "pending_ttl": "60s"})

@@ -31,10 +31,6 @@ STRANGER = {
 }
 ADMIN_TOKEN = "m" * 40
 
-cimd_authority = pytest.importorskip("tests.support.cimd_gateway").cimd_authority
-documents = pytest.importorskip("tests.support.cimd_gateway").documents
-cimd_upstream = pytest.importorskip("tests.support.cimd_gateway").cimd_upstream
-
 
 async def test_registrations_and_pass_through_are_counted_exactly(
     upstream, gateway_factory, session
