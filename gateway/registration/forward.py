@@ -108,20 +108,21 @@ def public_url(gateway: Gateway, url: str) -> str:
     """``url`` (the upstream's, or already the gateway's) on the gateway's public URL: the
     path as the gateway serves it (the upstream's path prefix removed), the query kept."""
     for base in (gateway.upstream.base, gateway.settings.public_url):
-        origin = _origin(base)
-        if url.startswith(origin) and _PLAIN_PATH.fullmatch(url, len(origin)):
+        path = _plain_tail(url, _origin(base))
+        if path is not None:
             # The common case, without parsing: a plain path on the upstream's or the
             # gateway's origin (what the parse below gives for it, as the tests check).
-            return _origin_and_path(gateway.settings.public_url) + _served_path(
-                gateway, url[len(origin) :]
-            )
+            return _origin_and_path(gateway.settings.public_url) + _served_path(gateway, path)
     return parsed_public_url(gateway, url)
 
 
 def plain_path_below(url: str, base: URL) -> str | None:
     """The rest of ``url`` when it is ``base`` followed by a plain path (one that parsing
     leaves as it is, :data:`_PLAIN_PATH`), else ``None``: then only parsing can say."""
-    prefix = _origin_and_path(base)
+    return _plain_tail(url, _origin_and_path(base))
+
+
+def _plain_tail(url: str, prefix: str) -> str | None:
     if url.startswith(prefix) and _PLAIN_PATH.fullmatch(url, len(prefix)):
         return url[len(prefix) :]
     return None

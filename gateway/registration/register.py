@@ -98,7 +98,7 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
     record.storage_error = storage_note
     use: Presented | None = None
     hold: QuotaHold | None = None
-    forwarding = created = False
+    forwarding = False
     vendor_key = vendor_bucket(decision.vendor, record.client_name)
     try:
         enforce(decision)
@@ -118,12 +118,11 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
             target.upstream_path or "/",
             authorization=upstream_authorization(gateway),
         )
-        created = 200 <= answer.response.status < 300 and record.client_id is not None
     finally:
         # Given back when the upstream surely did not create the client: it answered
         # otherwise, or the request never left.  Unknown outcomes keep what they took, and
         # so does a client the upstream created though relaying its answer then failed.
-        created = created or _upstream_created(record)
+        created = _upstream_created(record)
         if not created and (not forwarding or record.upstream_status is not None):
             await reservation.release()
             if use is not None:
@@ -149,6 +148,7 @@ async def _register(exchange: Exchange, target: Target) -> web.StreamResponse:
 
 
 def _upstream_created(record: AuditRecord) -> bool:
+    """Whether the upstream answered 2xx with a ``client_id`` (RFC 7591 §3.2.1)."""
     status = record.upstream_status
     return status is not None and 200 <= status < 300 and record.client_id is not None
 
