@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
+from gateway.bounded_cache import short_text_cache
 from gateway.policy.model import RateKey
 from gateway.policy.names import words
 from gateway.unicode.confusables import identity_keys
@@ -76,23 +77,9 @@ def bucket(key: RateKey, facts: RateFacts) -> str | None:
     return ""
 
 
-#: Values up to this length have their counter keys remembered (4,096 of them): client
-#: IPs, software ids and the usual names repeat; a long name is hashed each time, so the
-#: cache stays small whatever names clients send.
-CACHED_VALUE = 256
-
-
+@short_text_cache
 def storage_key(scope: str, rule: str, window: int, value: str) -> str:
     """The counter key: the value hashed, so client-chosen text (a name, a software_id)
     never becomes a storage key as it was sent, and every key has a bounded length."""
-    if len(value) <= CACHED_VALUE:
-        return _cached_storage_key(scope, rule, window, value)
-    return _storage_key(scope, rule, window, value)
-
-
-def _storage_key(scope: str, rule: str, window: int, value: str) -> str:
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"rl:{scope}:{rule}:{window}:{digest}"
-
-
-_cached_storage_key = functools.lru_cache(maxsize=4096)(_storage_key)

@@ -13,12 +13,11 @@ change the same client.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Iterable
 
-from gateway.ratelimit.keys import CACHED_VALUE
+from gateway.bounded_cache import short_text_cache
 from gateway.registry.entry import ClientEntry
 from gateway.storage import Storage
 
@@ -41,20 +40,12 @@ def parse_field(field: str) -> tuple[str | None, str] | None:
     return tenant, client_id
 
 
+@short_text_cache
 def count_key(tenant: str | None, vendor_key: str | None = None) -> str:
-    if vendor_key is None or len(vendor_key) <= CACHED_VALUE:  # a short key is remembered
-        return _cached_count_key(tenant, vendor_key)
-    return _count_key(tenant, vendor_key)
-
-
-def _count_key(tenant: str | None, vendor_key: str | None) -> str:
     base = f"reg-count:{tenant or ''}"
     if vendor_key is None:
         return base + ":all"
     return base + ":v:" + hashlib.sha256(vendor_key.encode("utf-8")).hexdigest()[:32]
-
-
-_cached_count_key = functools.lru_cache(maxsize=4096)(_count_key)
 
 
 class Registry:

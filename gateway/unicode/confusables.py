@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 
+from gateway.bounded_cache import short_text_cache
 from gateway.unicode.data import CONFUSABLES, records, version
 from gateway.unicode.ignorable import default_ignorables
 
@@ -61,7 +62,7 @@ def skeleton(text: str) -> str:
     return unicodedata.normalize("NFD", nfd.translate(_table()))
 
 
-@functools.lru_cache(maxsize=4096)
+@short_text_cache  # the names clients send repeat; a long one is not kept
 def identity_keys(text: str) -> tuple[str, ...]:
     """What a name is to a reader, as one or two keys: NFKC, then the confusable skeleton
     and case folding repeated until stable, whitespace collapsed.

@@ -81,19 +81,3 @@ def test_storage_keys_never_hold_client_text() -> None:
     assert len(key) < 80 and "<script>" not in key and "\n" not in key
     assert storage_key("", "r", 0, "a") != storage_key("", "r", 1, "a")
     assert storage_key("", "r", 0, "a") != storage_key("x", "r", 0, "a")
-
-
-def test_only_short_values_have_their_counter_keys_remembered() -> None:
-    from gateway.ratelimit import keys
-    from gateway.registry import store
-
-    long_name = "name:" + "\ufdfa" * 300  # what a long name's identity key can become
-    cached = keys._cached_storage_key.cache_info().currsize
-    counted = store._cached_count_key.cache_info().currsize
-    for index in range(50):
-        assert keys.storage_key("t", "per-vendor", 0, f"{long_name}{index}").startswith("rl:t:")
-        assert store.count_key(None, f"{long_name}{index}").startswith("reg-count::v:")
-    assert keys._cached_storage_key.cache_info().currsize == cached
-    assert store._cached_count_key.cache_info().currsize == counted
-    assert keys.storage_key("t", "r", 0, "x" * 300) == keys._storage_key("t", "r", 0, "x" * 300)
-    assert keys.storage_key("t", "r", 0, "short") == keys._storage_key("t", "r", 0, "short")
