@@ -55,15 +55,24 @@ def register(url: str) -> int:
         return int(response.status)
 
 
-def test_sigterm_finishes_requests_in_flight_then_exits_0(upstream, tmp_path: Path) -> None:
-    gateway = start_gateway_process(
+def _started(upstream, tmp_path: Path, *, shutdown_timeout: str | None = None):
+    """A gateway process in front of ``upstream`` (memory storage, an open policy), ready;
+    with ``shutdown_timeout``, that ``server.shutdown_timeout``."""
+    extra = (
+        "" if shutdown_timeout is None else f"server: {{shutdown_timeout: {shutdown_timeout}}}\n"
+    )
+    return start_gateway_process(
         tmp_path,
         "g",
         upstream_url=upstream.url,
         policy=OPEN,
         storage="memory://",
-        extra_config="server: {shutdown_timeout: 20s}\n",
+        extra_config=extra,
     ).wait_ready()
+
+
+def test_sigterm_finishes_requests_in_flight_then_exits_0(upstream, tmp_path: Path) -> None:
+    gateway = _started(upstream, tmp_path, shutdown_timeout="20s")
     port = port_of(gateway)
     try:
         # 1. A pass-through request the upstream answers after 2.5 s.
@@ -118,14 +127,7 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(upstream, tmp_path: Pa
 
 
 def test_requests_over_the_shutdown_timeout_are_cut_short(upstream, tmp_path: Path) -> None:
-    gateway = start_gateway_process(
-        tmp_path,
-        "g",
-        upstream_url=upstream.url,
-        policy=OPEN,
-        storage="memory://",
-        extra_config="server: {shutdown_timeout: 1s}\n",
-    ).wait_ready()
+    gateway = _started(upstream, tmp_path, shutdown_timeout="1s")
     try:
         failed: list[BaseException] = []
 
@@ -150,9 +152,7 @@ def test_requests_over_the_shutdown_timeout_are_cut_short(upstream, tmp_path: Pa
 
 
 def test_sigusr1_reopens_the_audit_file(upstream, tmp_path: Path) -> None:
-    gateway = start_gateway_process(
-        tmp_path, "g", upstream_url=upstream.url, policy=OPEN, storage="memory://"
-    ).wait_ready()
+    gateway = _started(upstream, tmp_path)
     try:
         assert register(gateway.url) == 201
         rotated = tmp_path / "g.audit.jsonl.1"
